@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+var cfg *rest.Config
+
+func TestMain(m *testing.M) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds etcd and kube-apiserver")
+		os.Exit(1)
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	if cfg, err = env.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body), err
+}
+
+func TestManagerServesProbesMetricsAndElectsALeader(t *testing.T) {
+	g := NewWithT(t)
+	c, err := client.New(cfg, client.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "manager-"}}
+	g.Expect(c.Create(context.Background(), ns)).To(Succeed())
+
+	o, err := parseFlags([]string{
+		"--metrics-bind-address=" + freeAddr(t),
+		"--health-probe-bind-address=" + freeAddr(t),
+		"--leader-elect",
+		"--leader-election-namespace=" + ns.Name,
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, o) }()
+	t.Cleanup(func() {
+		cancel()
+		g.Eventually(done, 30*time.Second).Should(Receive(BeNil()), "manager stops cleanly")
+	})
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		g.Eventually(func() (int, error) {
+			code, _, err := get("http://" + o.probeAddr + path)
+			return code, err
+		}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK), path)
+	}
+	g.Eventually(func() (string, error) {
+		_, body, err := get("http://" + o.metricsAddr + "/metrics")
+		return body, err
+	}, 30*time.Second, 100*time.Millisecond).Should(ContainSubstring(`vigil_build_info{version="dev"} 1`))
+
+	lease := &coordinationv1.Lease{}
+	g.Eventually(func() (string, error) {
+		err := c.Get(context.Background(), client.ObjectKey{Namespace: ns.Name, Name: o.leaderElectionID}, lease)
+		if err != nil || lease.Spec.HolderIdentity == nil {
+			return "", err
+		}
+		return *lease.Spec.HolderIdentity, nil
+	}, 30*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty(), "the manager holds the leader Lease")
+}
+
+func TestBadFlagsAreRejected(t *testing.T) {
+	g := NewWithT(t)
+	_, err := parseFlags([]string{"--leader-elect=maybe"})
+	g.Expect(err).To(MatchError(ContainSubstring("invalid boolean value")))
+}
