@@ -6,8 +6,9 @@
 #   hack/tools.sh build [TOOL...]   build what is missing (default: all tools)
 #   hack/tools.sh dir TOOL          print the directory holding TOOL's binaries
 #   hack/tools.sh list              print every tool with its version and state
-#   hack/tools.sh assets            build etcd, kube-apiserver and kubectl if missing and print
-#                                   a directory holding all three (KUBEBUILDER_ASSETS for envtest)
+#   hack/tools.sh assets            build the control plane (etcd, kube-*, kubectl, kwok) if
+#                                   missing and print one directory holding all of it: it is
+#                                   KUBEBUILDER_ASSETS for envtest and the dev cluster's bin dir
 #
 # The cache lives in $VIGIL_TOOLS_CACHE (default: ${XDG_CACHE_HOME:-$HOME/.cache}/vigil-tools).
 set -euo pipefail
@@ -93,12 +94,15 @@ dir) dir "$1" ;;
 assets)
   build_one etcd >&2
   build_one kubernetes >&2
-  etcd_dir=$(dir etcd) kube_dir=$(dir kubernetes)
-  assets="$cache/envtest-${kube_dir##*/}-${etcd_dir##*/}"
+  build_one kwok >&2
+  etcd_dir=$(dir etcd) kube_dir=$(dir kubernetes) kwok_dir=$(dir kwok)
+  assets="$cache/controlplane-${kube_dir##*/}-${etcd_dir##*/}-${kwok_dir##*/}"
   mkdir -p "$assets"
-  ln -sf "$etcd_dir/etcd" "$assets/etcd"
-  ln -sf "$kube_dir/kube-apiserver" "$assets/kube-apiserver"
-  ln -sf "$kube_dir/kubectl" "$assets/kubectl"
+  ln -sfn "$etcd_dir/etcd" "$assets/etcd"
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    ln -sfn "$kube_dir/$b" "$assets/$b"
+  done
+  ln -sfn "$kwok_dir/kwok" "$assets/kwok"
   echo "$assets" ;;
 list)
   for t in "${all_tools[@]}"; do
