@@ -70,17 +70,30 @@ build_one() {
     ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
     ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$ver"
   fi
+  if [[ $tool == prometheus ]]; then
+    # Module v0.3MM.P is Prometheus 3.(MM).P.
+    local mm=${ver#v0.}; mm=${mm%%.*}
+    ldflags+=" -X github.com/prometheus/common/version.Version=3.$((10#$mm - 300)).${ver##*.}"
+  fi
+  rm -rf "$out" # an incomplete leftover of an older layout
   start=$SECONDS
-  echo "tools: building $tool $ver from source (first build of the control plane takes tens of minutes on 2 cores)"
-  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-  local pair
+  echo "tools: building $tool $ver from source"
+  mkdir -p "$cache"
+  # A private temporary directory, renamed when complete: an interrupted or
+  # concurrent build never leaves a half-built tool behind.
+  local tmp pair
+  tmp=$(mktemp -d "$out.tmp.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
   for pair in "${pkgs[@]}"; do
     echo "tools:   go build ${pair%%=*}"
     (cd "$root/hack/tools/$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
-      -o "$out.tmp/${pair##*=}" "${pair%%=*}")
+      -o "$tmp/${pair##*=}" "${pair%%=*}")
   done
-  touch "$out.tmp/.complete"
-  rm -rf "$out" && mv "$out.tmp" "$out"
+  touch "$tmp/.complete"
+  if ! mv -T "$tmp" "$out" 2>/dev/null; then
+    rm -rf "$tmp" # another build finished first
+  fi
+  trap - EXIT
   echo "tools: built $tool $ver in $((SECONDS - start))s"
 }
 
@@ -89,6 +102,12 @@ shift || true
 case $cmd in
 build)
   [[ $# -gt 0 ]] || set -- "${all_tools[@]}"
+  missing=()
+  for t in "$@"; do [[ -f $(dir "$t")/.complete ]] || missing+=("$t"); done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "tools: building ${missing[*]} from source into $cache"
+    echo "tools: a first build of every tool takes about half an hour on 2 cores; later runs reuse the cache"
+  fi
   for t in "$@"; do build_one "$t"; done ;;
 dir) dir "$1" ;;
 assets)
