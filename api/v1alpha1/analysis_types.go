@@ -215,7 +215,7 @@ type HTTPHeader struct {
 // AnalysisTemplate is a namespaced set of metrics.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=at,categories=vigil
-// +kubebuilder:printcolumn:name="Metrics",type=integer,JSONPath=`.spec.metrics.size()`,priority=1
+// +kubebuilder:printcolumn:name="Metrics",type=string,JSONPath=`.spec.metrics[*].name`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AnalysisTemplate struct {
 	metav1.TypeMeta `json:",inline"`
@@ -238,6 +238,7 @@ type AnalysisTemplateList struct {
 // platform team.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=cat,categories=vigil
+// +kubebuilder:printcolumn:name="Metrics",type=string,JSONPath=`.spec.metrics[*].name`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterAnalysisTemplate struct {
 	metav1.TypeMeta `json:",inline"`

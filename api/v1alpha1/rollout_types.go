@@ -325,6 +325,11 @@ type RolloutStatus struct {
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
 
+	// selector is spec.selector as a string, for the scale subresource
+	// (kubectl scale, HorizontalPodAutoscaler).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+
 	// readyReplicas is the number of ready pods of all revisions.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
@@ -376,14 +381,16 @@ type RevisionHistory struct {
 // steps gated on provenance, analysis and approvals.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=ro,categories=vigil
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStepIndex`
 // +kubebuilder:printcolumn:name="Canary%",type=integer,JSONPath=`.status.canaryWeight`
 // +kubebuilder:printcolumn:name="Stable",type=string,JSONPath=`.status.stableRevision`
 // +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
+// +kubebuilder:printcolumn:name="Pods",type=string,JSONPath=`.status.readyReplicas`,description="ready pods of all revisions"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {
 	metav1.TypeMeta `json:",inline"`
