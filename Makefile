@@ -22,7 +22,7 @@ tools: ## Build every missing tool from source into the tools cache
 .PHONY: manifests
 manifests: ## Generate CRDs and RBAC into config/ from the API markers
 	@$(TOOLS) build controller-gen
-	$(CONTROLLER_GEN) crd:maxDescLen=0 paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd:maxDescLen=0,generateEmbeddedObjectMeta=true paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager paths=./... output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate

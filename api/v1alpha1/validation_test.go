@@ -74,6 +74,9 @@ func TestSamplesAreAccepted(t *testing.T) {
 	g.Expect(deadline).To(Equal(int64(600)))
 	onInconclusive, _, _ := unstructured.NestedString(ro.Object, "spec", "rollback", "onInconclusive")
 	g.Expect(onInconclusive).To(Equal("Pause"))
+	// The pod template's metadata is kept, not pruned.
+	labels, _, _ := unstructured.NestedStringMap(ro.Object, "spec", "template", "metadata", "labels")
+	g.Expect(labels).To(HaveKeyWithValue("app", "checkout"))
 }
 
 // set returns a mutation that sets a field of the object, creating the path.
