@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // proc is one process the cluster started. StartTime (from /proc) guards
@@ -60,17 +63,26 @@ func startProc(dir, name, bin string, args []string) (*proc, error) {
 	return p, nil
 }
 
-// procStartTime reads field 22 of /proc/PID/stat: the start time in ticks.
-func procStartTime(pid int) (string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// statFields returns the fields of /proc/PID/stat after the command name,
+// which may itself hold spaces: fields[0] is the state, fields[19] the start
+// time in clock ticks since boot.
+func statFields(pid int) ([]string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", fmt.Errorf("reading start time of pid %d: %w", pid, err)
+		return nil, err
 	}
-	// The command name may hold spaces; fields start after its closing paren.
 	s := string(data)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(fields) < 20 {
-		return "", fmt.Errorf("parsing /proc/%d/stat: too few fields", pid)
+		return nil, fmt.Errorf("parsing /proc/%d/stat: too few fields", pid)
+	}
+	return fields, nil
+}
+
+func procStartTime(pid int) (string, error) {
+	fields, err := statFields(pid)
+	if err != nil {
+		return "", fmt.Errorf("reading start time of pid %d: %w", pid, err)
 	}
 	return fields[19], nil
 }
@@ -78,13 +90,8 @@ func procStartTime(pid int) (string, error) {
 // alive reports whether p is still the process that was started: it exists,
 // is not a zombie, and has the recorded start time.
 func (p *proc) alive() bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) >= 20 && fields[0] != "Z" && fields[19] == p.StartTime
+	fields, err := statFields(p.PID)
+	return err == nil && fields[0] != "Z" && fields[19] == p.StartTime
 }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILLs and waits again.
@@ -104,14 +111,9 @@ func (p *proc) stop(grace time.Duration) error {
 }
 
 func waitGone(p *proc, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if !p.alive() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return !p.alive()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, d, true,
+		func(context.Context) (bool, error) { return !p.alive(), nil })
+	return err == nil
 }
 
 func writeState(dir string, procs []*proc) error {
