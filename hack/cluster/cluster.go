@@ -65,6 +65,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, fmt.Errorf("resolving cluster dir: %w", err)
+	}
 	if s, err := readState(o.Dir); err == nil {
 		for i := range s.Procs {
 			if s.Procs[i].alive() {
@@ -227,15 +230,21 @@ func apiserverArgs(p *pki, etcdPort, port int) []string {
 }
 
 func (c *Cluster) writeKubeconfig(p *pki, port int) error {
+	// Embed the credentials, so the kubeconfig works wherever it is copied.
+	var ca, cert, key []byte
+	for name, dst := range map[string]*[]byte{"ca.crt": &ca, "admin.crt": &cert, "admin.key": &key} {
+		data, err := os.ReadFile(p.path(name))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		*dst = data
+	}
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["vigil-dev"] = &clientcmdapi.Cluster{
-		Server:               "https://127.0.0.1:" + strconv.Itoa(port),
-		CertificateAuthority: p.path("ca.crt"),
+		Server:                   "https://127.0.0.1:" + strconv.Itoa(port),
+		CertificateAuthorityData: ca,
 	}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
-		ClientCertificate: p.path("admin.crt"),
-		ClientKey:         p.path("admin.key"),
-	}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
 	kc.Contexts["vigil-dev"] = &clientcmdapi.Context{Cluster: "vigil-dev", AuthInfo: "admin"}
 	kc.CurrentContext = "vigil-dev"
 	if err := clientcmd.WriteToFile(*kc, c.Kubeconfig); err != nil {

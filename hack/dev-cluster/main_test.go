@@ -26,9 +26,12 @@ func TestUpLeavesAClusterRunningAndDownStopsIt(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "dev-cluster")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), string(out))
-	dir := t.TempDir()
-
-	out, err = exec.Command(bin, "up", "--dir", dir, "--bin-dir", assets, "--nodes", "1").CombinedOutput()
+	// A relative --dir, as `make dev-cluster` passes.
+	work := t.TempDir()
+	dir := filepath.Join(work, ".dev-cluster")
+	up := exec.Command(bin, "up", "--dir", ".dev-cluster", "--bin-dir", assets, "--nodes", "1")
+	up.Dir = work
+	out, err = up.CombinedOutput()
 	t.Cleanup(func() { _ = exec.Command(bin, "down", "--dir", dir).Run() })
 	g.Expect(err).NotTo(HaveOccurred(), string(out))
 	g.Expect(string(out)).To(ContainSubstring("cluster: ready; export KUBECONFIG=" + filepath.Join(dir, "kubeconfig")))
@@ -51,7 +54,9 @@ func TestUpLeavesAClusterRunningAndDownStopsIt(t *testing.T) {
 	g.Expect(json.Unmarshal(data, &st)).To(Succeed())
 	g.Expect(st.Procs).To(HaveLen(5))
 
-	out, err = exec.Command(bin, "down", "--dir", dir).CombinedOutput()
+	down := exec.Command(bin, "down", "--dir", ".dev-cluster")
+	down.Dir = work
+	out, err = down.CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), string(out))
 	// The processes were re-parented when `up` exited; once stopped, init
 	// reaps them, so their /proc entries vanish.
