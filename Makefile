@@ -9,7 +9,7 @@ TOOLS := hack/tools.sh
 CONTROLLER_GEN = $(shell $(TOOLS) dir controller-gen)/controller-gen
 KUSTOMIZE = $(shell $(TOOLS) dir kustomize)/kustomize
 DEV_CLUSTER_DIR ?= .dev-cluster
-GO_TEST_FLAGS ?= -timeout 40m
+GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
 .PHONY: help
 help: ## Show the targets
