@@ -14,12 +14,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -53,6 +53,7 @@ type Cluster struct {
 	Dir        string
 	Kubeconfig string
 	Config     *rest.Config
+	client     kubernetes.Interface
 	procs      []*proc
 }
 
@@ -111,15 +112,17 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	fmt.Fprintln(o.Progress, "cluster: starting kube-controller-manager, kube-scheduler and kwok")
+	// No serving port: nothing needs their HTTPS endpoints, and fewer ports
+	// means fewer to collide on.
 	common := []string{"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0"}
-	if err := c.start(o, "kube-controller-manager", append(common,
+	if err := c.start(o, "kube-controller-manager", append(slices.Clip(common),
 		"--service-account-private-key-file="+p.path("sa.key"),
 		"--root-ca-file="+p.path("ca.crt"),
 		"--use-service-account-credentials=false",
 		"--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle-controller")); err != nil {
 		return nil, err
 	}
-	if err := c.start(o, "kube-scheduler", common[:3]); err != nil {
+	if err := c.start(o, "kube-scheduler", common); err != nil {
 		return nil, err
 	}
 	stages := filepath.Join(o.Dir, "kwok-stages.yaml")
@@ -255,6 +258,9 @@ func (c *Cluster) writeKubeconfig(p *pki, port int) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	c.Config = cfg
+	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
 	return nil
 }
 
@@ -264,16 +270,12 @@ func poll(ctx context.Context, timeout time.Duration, cond wait.ConditionWithCon
 }
 
 func (c *Cluster) waitAPIServer(ctx context.Context) error {
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
-	}
 	var last error
-	err = poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
+	err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
 		if dead := c.dead(); dead != "" {
 			return false, fmt.Errorf("%s exited", dead)
 		}
-		_, last = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		_, last = c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return last == nil, nil
 	})
 	if err != nil {
@@ -292,11 +294,9 @@ func (c *Cluster) dead() string {
 	return ""
 }
 
+// addNodes registers n nodes for kwok; its node-initialize stage fills in
+// their status (conditions, capacity, addresses).
 func (c *Cluster) addNodes(ctx context.Context, n int) error {
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
-	}
 	for i := range n {
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{
@@ -304,11 +304,8 @@ func (c *Cluster) addNodes(ctx context.Context, n int) error {
 				Annotations: map[string]string{kwokNodeAnnotation: "fake"},
 				Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": "kwok-node-" + strconv.Itoa(i)},
 			},
-			Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
-				corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourcePods: resource.MustParse("110"),
-			}},
 		}
-		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating node %s: %w", node.Name, err)
 		}
 	}
@@ -316,16 +313,12 @@ func (c *Cluster) addNodes(ctx context.Context, n int) error {
 }
 
 func (c *Cluster) waitNodesReady(ctx context.Context, n int) error {
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
-	}
 	ready := 0
-	err = poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
+	err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
 		if dead := c.dead(); dead != "" {
 			return false, fmt.Errorf("%s exited", dead)
 		}
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		nodes, err := c.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
 		}
