@@ -334,6 +334,28 @@ type RolloutStatus struct {
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
+	// currentStepStartedAt is when the current step began; a pause and the
+	// progress deadline count from it.
+	// +optional
+	CurrentStepStartedAt *metav1.Time `json:"currentStepStartedAt,omitempty"`
+
+	// collisionCount makes the next ReplicaSet name differ when two pod
+	// templates hash to the same name.
+	// +optional
+	CollisionCount *int32 `json:"collisionCount,omitempty"`
+
+	// rollback says why and when the canary revision was rolled back.
+	// +optional
+	Rollback *RollbackStatus `json:"rollback,omitempty"`
+
+	// usedApprovals names Approvals this Rollout has acted on and has not yet
+	// marked consumed. An Approval named here never counts again.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	UsedApprovals []string `json:"usedApprovals,omitempty"`
+
 	// pendingApproval describes the approval the Rollout waits for.
 	// +optional
 	PendingApproval *PendingApproval `json:"pendingApproval,omitempty"`
@@ -346,6 +368,40 @@ type RolloutStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
 	History []RevisionHistory `json:"history,omitempty"`
+}
+
+// RollbackTrigger names what started a rollback.
+// +kubebuilder:validation:Enum=Rejected;ProgressDeadlineExceeded;AnalysisFailed;Drill
+type RollbackTrigger string
+
+const (
+	// RollbackTriggerRejected is an Approval with decision Reject.
+	RollbackTriggerRejected RollbackTrigger = "Rejected"
+	// RollbackTriggerProgressDeadline is a step that made no progress within
+	// progressDeadlineSeconds.
+	RollbackTriggerProgressDeadline RollbackTrigger = "ProgressDeadlineExceeded"
+	// RollbackTriggerAnalysisFailed is a failed analysis.
+	RollbackTriggerAnalysisFailed RollbackTrigger = "AnalysisFailed"
+	// RollbackTriggerDrill is a live RollbackDrill.
+	RollbackTriggerDrill RollbackTrigger = "Drill"
+)
+
+// RollbackStatus records one rollback of the canary revision.
+type RollbackStatus struct {
+	// revision that was rolled back.
+	// +kubebuilder:validation:MaxLength=63
+	Revision string `json:"revision"`
+	// trigger that started the rollback.
+	Trigger RollbackTrigger `json:"trigger"`
+	// message explains the trigger.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// startedAt is when the rollback began; the canary is scaled down
+	// abortScaleDownDelaySeconds later.
+	StartedAt metav1.Time `json:"startedAt"`
+	// step the canary had reached.
+	Step int32 `json:"step"`
 }
 
 // PendingApproval describes an approval step that is waiting.
@@ -390,6 +446,7 @@ type RevisionHistory struct {
 // +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
 // +kubebuilder:printcolumn:name="Pods",type=string,JSONPath=`.status.readyReplicas`,description="ready pods of all revisions"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Trigger",type=string,JSONPath=`.status.rollback.trigger`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {

@@ -1,0 +1,35 @@
+package v1alpha1
+
+// Labels and annotations Vigil puts on the objects it manages.
+const (
+	// LabelPodTemplateHash is on every ReplicaSet and pod of a Rollout and in
+	// the selectors of the Services Vigil manages; its value is the revision.
+	LabelPodTemplateHash = "vigil.dev/pod-template-hash"
+	// LabelRollout names the Rollout that owns a ReplicaSet.
+	LabelRollout = "vigil.dev/rollout"
+	// AnnotationRevision is the ReplicaSet's revision number within its Rollout.
+	AnnotationRevision = "vigil.dev/revision"
+	// AnnotationTemplateChecksum is the SHA-256 of the pod template a
+	// ReplicaSet was made from; it tells adoption from a name collision.
+	AnnotationTemplateChecksum = "vigil.dev/template-checksum"
+)
+
+// Reasons of Rollout conditions and Events.
+const (
+	ReasonPromoted           = "Promoted"
+	ReasonProgressing        = "Progressing"
+	ReasonStepCompleted      = "StepCompleted"
+	ReasonCanaryStarted      = "CanaryStarted"
+	ReasonWaitingForApproval = "WaitingForApproval"
+	ReasonPaused             = "Paused"
+	ReasonRollingBack        = "RollingBack"
+	ReasonRolledBack         = "RolledBack"
+	ReasonRetryApproved      = "RetryApproved"
+	ReasonApprovalUsed       = "ApprovalUsed"
+	ReasonUnsupported        = "Unsupported"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonTrafficNotReady    = "TrafficRoutingNotReady"
+	ReasonWriteUnknown       = "WriteUnknown"
+	ReasonInvariantViolated  = "InvariantViolated"
+	ReasonNameCollision      = "NameCollision"
+)
