@@ -19,7 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/rollout"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -78,6 +81,9 @@ func newScheme() (*runtime.Scheme, error) {
 	if err := vigilv1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("adding vigil.dev kinds: %w", err)
 	}
+	if err := gatewayv1.Install(s); err != nil {
+		return nil, fmt.Errorf("adding Gateway API kinds: %w", err)
+	}
 	return s, nil
 }
 
@@ -115,10 +121,34 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
+	if err := setupControllers(ctx, mgr); err != nil {
+		return err
+	}
 	buildInfo.WithLabelValues(version).Set(1)
 	ctrl.LoggerFrom(ctx).Info("Starting manager", "version", version, "leaderElection", o.leaderElect)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+// setupControllers registers every controller with the manager.
+func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
+	gatewayAPI, err := rollout.GatewayAPIServed(mgr.GetRESTMapper())
+	if err != nil {
+		return err
+	}
+	if !gatewayAPI {
+		ctrl.LoggerFrom(ctx).Info("The cluster serves no HTTPRoutes; Rollouts that route with the Gateway API will be stalled")
+	}
+	r := &rollout.Reconciler{
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Recorder:   mgr.GetEventRecorder("vigil-rollout"),
+		GatewayAPI: gatewayAPI,
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the Rollout controller: %w", err)
 	}
 	return nil
 }

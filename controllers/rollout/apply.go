@@ -1,0 +1,128 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/traffic"
+)
+
+// checkSelector makes sure the Rollout's selector is usable and selects its
+// own template's pods.
+func checkSelector(ro *vigilv1.Rollout) error {
+	sel, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("spec.selector is invalid: %w", err)
+	}
+	if sel.Empty() {
+		return fmt.Errorf("spec.selector is empty; it would select every pod in the namespace")
+	}
+	if !sel.Matches(labels.Set(ro.Spec.Template.Labels)) {
+		return fmt.Errorf("spec.selector %s does not match the labels of spec.template", sel)
+	}
+	return nil
+}
+
+// apply makes the planned writes in order and stops at the first error. A
+// failed or timed-out write is an Unknown outcome: the caller returns it and
+// the next reconcile re-reads before it acts again.
+func (r *Reconciler) apply(ctx context.Context, s *scope, changes []change) error {
+	for _, c := range changes {
+		err := r.write(ctx, s, c)
+		outcome := "Success"
+		if err != nil && err != errCollision {
+			outcome = "Unknown"
+		}
+		apiWrites.WithLabelValues(c.kind.String(), outcome).Inc()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
+	lock := client.MergeFromWithOptimisticLock{}
+	switch c.kind {
+	case createReplicaSet:
+		return r.createReplicaSet(ctx, s, c.revision, c.replicas)
+	case scaleReplicaSet:
+		rs := c.rs.DeepCopy()
+		rs.Spec.Replicas = ptr.To(c.replicas)
+		if err := r.Patch(ctx, rs, client.MergeFromWithOptions(c.rs, lock)); err != nil {
+			return fmt.Errorf("scaling ReplicaSet %s to %d: %w", c.rs.Name, c.replicas, err)
+		}
+	case deleteReplicaSet:
+		pre := metav1.Preconditions{UID: &c.rs.UID, ResourceVersion: &c.rs.ResourceVersion}
+		if err := r.Delete(ctx, c.rs, &client.DeleteOptions{Preconditions: &pre}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting old ReplicaSet %s: %w", c.rs.Name, err)
+		}
+	case setSelector:
+		svc := c.service.DeepCopy()
+		svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
+		if svc.Spec.Selector == nil {
+			svc.Spec.Selector = map[string]string{}
+		}
+		svc.Spec.Selector[vigilv1.LabelPodTemplateHash] = c.revision
+		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, lock)); err != nil {
+			return fmt.Errorf("pointing Service %s at revision %s: %w", c.service.Name, c.revision, err)
+		}
+	case setWeight:
+		g := s.rollout.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
+		route := s.gateway.route.DeepCopy()
+		view, err := traffic.NewRoute(route, g.StableService, g.CanaryService)
+		if err != nil {
+			return err
+		}
+		view.SetCanaryWeight(c.weight)
+		if err := r.Patch(ctx, route, client.MergeFromWithOptions(s.gateway.route, lock)); err != nil {
+			return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", route.Name, c.weight, err)
+		}
+	case consumeApproval:
+		a := c.approval.DeepCopy()
+		a.Status.ConsumedAt = ptr.To(metav1.NewTime(s.now))
+		if err := r.Status().Patch(ctx, a, client.MergeFromWithOptions(c.approval, lock)); err != nil {
+			return fmt.Errorf("marking Approval %s consumed: %w", a.Name, err)
+		}
+	}
+	return nil
+}
+
+// createReplicaSet creates the ReplicaSet of the current revision. When the
+// name exists already, a ReplicaSet this Rollout owns with the same template
+// is adopted (an earlier create whose answer was lost); anything else is a
+// name collision, and the collision count moves the name on.
+func (r *Reconciler) createReplicaSet(ctx context.Context, s *scope, revision string, replicas int32) error {
+	var number int64
+	for _, rs := range s.sets {
+		number = max(number, revisionNumber(rs))
+	}
+	rs := newReplicaSet(s.rollout, revision, s.checksum, number+1, replicas)
+	err := r.Create(ctx, rs)
+	if err == nil || !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("creating ReplicaSet %s: %w", rs.Name, err)
+		}
+		return nil
+	}
+	existing := &appsv1.ReplicaSet{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rs), existing); err != nil {
+		return fmt.Errorf("reading ReplicaSet %s after AlreadyExists: %w", rs.Name, err)
+	}
+	if ownedBy(existing, s.rollout) && existing.Annotations[vigilv1.AnnotationTemplateChecksum] == s.checksum {
+		return nil // adopted: the next reconcile sees it in the cache
+	}
+	st := &s.rollout.Status
+	st.CollisionCount = ptr.To(ptrDeref(st.CollisionCount) + 1)
+	s.record(true, vigilv1.ReasonNameCollision, "Create", "ReplicaSet %s exists with another template; collision count is now %d", rs.Name, *st.CollisionCount)
+	return errCollision
+}

@@ -1,0 +1,411 @@
+// Package rollout is the Rollout controller: it owns one ReplicaSet per
+// revision of a Rollout's pod template and moves a new revision to
+// production in canary steps.
+//
+// Each reconcile observes the world, lets the pure decide function move the
+// status forward, and then makes the world match the status with writes
+// that are safe to replay: deterministic names, resourceVersion
+// preconditions, and traffic moved before pods. A decision is patched
+// before anything acts on it, so a crash or a write that times out (an
+// Unknown outcome) at any instant never repeats or skips a step: the next
+// reconcile re-reads everything and carries on from the recorded decision.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/traffic"
+)
+
+// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=vigil.dev,resources=approvals,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vigil.dev,resources=approvals/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;patch;update
+
+// Field indexes the controller looks objects up by.
+const (
+	indexApprovalRollout = "spec.rolloutRef.name"
+	indexTrafficObjects  = "spec.strategy.canary.trafficRouting.gatewayAPI"
+)
+
+// Reconciler reconciles Rollouts.
+type Reconciler struct {
+	client.Client
+	// APIReader reads the Rollout itself and adoption candidates from the
+	// API server, never from the cache, so no decision is made on a stale
+	// copy.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// GatewayAPI says the HTTPRoute kind is served; without it a Rollout
+	// that routes with the Gateway API is stalled with a clear reason.
+	GatewayAPI bool
+}
+
+// SetupWithManager registers the controller and the indexes it needs.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts ...func(*builder.Builder)) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &vigilv1.Approval{}, indexApprovalRollout, func(o client.Object) []string {
+		return []string{o.(*vigilv1.Approval).Spec.RolloutRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing Approvals by Rollout: %w", err)
+	}
+	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrafficObjects, trafficObjects); err != nil {
+		return fmt.Errorf("indexing Rollouts by traffic objects: %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&vigilv1.Rollout{}).
+		Owns(&appsv1.ReplicaSet{}).
+		Watches(&vigilv1.Approval{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			a := o.(*vigilv1.Approval)
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.RolloutRef.Name}}}
+		})).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("Service")))
+	if r.GatewayAPI {
+		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("HTTPRoute")))
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b.Complete(r)
+}
+
+// trafficObjects indexes a Rollout by the HTTPRoute and Services it routes.
+func trafficObjects(o client.Object) []string {
+	tr := o.(*vigilv1.Rollout).Spec.Strategy.Canary.TrafficRouting
+	if tr == nil || tr.GatewayAPI == nil {
+		return nil
+	}
+	g := tr.GatewayAPI
+	return []string{"HTTPRoute/" + g.HTTPRoute, "Service/" + g.StableService, "Service/" + g.CanaryService}
+}
+
+func (r *Reconciler) rolloutsRouting(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list vigilv1.RolloutList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexTrafficObjects: kind + "/" + o.GetName()}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing Rollouts that route through an object", "kind", kind, "object", klog.KObj(o))
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, ro := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ro)})
+		}
+		return out
+	}
+}
+
+// errCollision stops a reconcile after a ReplicaSet name collision; the new
+// collision count gives the next reconcile another name.
+var errCollision = errors.New("ReplicaSet name collision")
+
+// Reconcile moves one Rollout forward.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	ro := &vigilv1.Rollout{}
+	if err := r.APIReader.Get(ctx, req.NamespacedName, ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetPhaseMetric(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		reconcileErrors.WithLabelValues("Read").Inc()
+		return ctrl.Result{}, fmt.Errorf("reading Rollout: %w", err)
+	}
+	before := ro.DeepCopy()
+	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1}
+	defer func() {
+		err = errors.Join(err, r.patchStatus(ctx, before, s))
+		if err == nil && s.requeueAfter > 0 {
+			result.RequeueAfter = s.requeueAfter
+		}
+	}()
+	return ctrl.Result{}, r.reconcile(ctx, s, &before.Status)
+}
+
+// reconcile runs the phases of one reconcile over s.
+func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.RolloutStatus) error {
+	ro := s.rollout
+	in := summary{generation: ro.Generation}
+	defer func() {
+		in.phase, in.message = ro.Status.Phase, ro.Status.Message
+		in.approval = ro.Status.PendingApproval != nil
+		setConditions(&ro.Status.Conditions.Conditions, in)
+		ro.Status.ObservedGeneration = ro.Generation
+	}()
+	if st := unsupported(ro, r.GatewayAPI); st != nil {
+		in.stalled = st
+		setPhase(s, vigilv1.RolloutPhaseBlocked, "%s", st.message)
+		return nil
+	}
+	st, err := r.observe(ctx, s)
+	if err != nil {
+		reconcileErrors.WithLabelValues("Read").Inc()
+		return err
+	}
+	if st != nil {
+		in.stalled = st
+		return nil
+	}
+	observedConverged := converged(s, plan(s))
+	decide(s, observedConverged)
+	changes := plan(s)
+	if s.decided {
+		// Record the decision before acting on it.
+		if s.advancedFrom >= 0 {
+			r.countViolations(ctx, s, filterGate(check(s, project(s, nil), before, observedConverged)))
+		}
+		return nil
+	}
+	if err := r.apply(ctx, s, changes); err != nil {
+		if errors.Is(err, errCollision) {
+			return nil
+		}
+		in.writeError = err
+		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+		return err
+	}
+	r.countViolations(ctx, s, check(s, project(s, changes), before, observedConverged))
+	in.settled = converged(s, changes) && len(changes) == 0
+	r.observeWeights(s, changes)
+	return nil
+}
+
+// filterGate keeps the gate violations: a reconcile that only decided has
+// not changed the world, which the previous reconcile already checked.
+func filterGate(vs []violation) []violation {
+	var out []violation
+	for _, v := range vs {
+		if v.invariant == invariantGate {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// unsupported stalls a Rollout that asks for what this version of Vigil
+// cannot do yet, rather than ignoring the request.
+func unsupported(ro *vigilv1.Rollout, gatewayAPI bool) *stall {
+	c := ro.Spec.Strategy.Canary
+	for i, step := range c.Steps {
+		if step.Analysis != nil {
+			return &stall{vigilv1.ReasonUnsupported, fmt.Sprintf("step %d is an analysis step, which this version of Vigil cannot run yet; the Rollout is held so no step is skipped", i)}
+		}
+	}
+	if c.Analysis != nil {
+		return &stall{vigilv1.ReasonUnsupported, "background analysis is set, which this version of Vigil cannot run yet; the Rollout is held"}
+	}
+	if ro.Spec.Provenance != nil {
+		return &stall{vigilv1.ReasonUnsupported, "provenance.policyRef is set, but this version of Vigil cannot verify images yet; no revision is rolled out unverified"}
+	}
+	if rb := ro.Spec.Rollback; rb != nil && rb.RequireDrillWithin != nil {
+		return &stall{vigilv1.ReasonUnsupported, "rollback.requireDrillWithin is set, but this version of Vigil runs no rollback drills yet; the Rollout is held"}
+	}
+	if c.TrafficRouting != nil && c.TrafficRouting.GatewayAPI != nil && !gatewayAPI {
+		return &stall{vigilv1.ReasonTrafficNotReady, "trafficRouting.gatewayAPI is set, but the cluster does not serve HTTPRoutes (gateway.networking.k8s.io/v1); install the Gateway API CRDs and restart Vigil"}
+	}
+	return nil
+}
+
+// observe fills the scope from the cluster. A returned stall means the
+// Rollout cannot go on until someone fixes its input.
+func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
+	ro := s.rollout
+	if err := checkSelector(ro); err != nil {
+		return &stall{vigilv1.ReasonInvalidSpec, err.Error()}, nil
+	}
+	s.replicas = 1
+	if ro.Spec.Replicas != nil {
+		s.replicas = *ro.Spec.Replicas
+	}
+	c := ro.Spec.Strategy.Canary
+	surge := intstr.FromString("25%")
+	if c.MaxSurge != nil {
+		surge = *c.MaxSurge
+	}
+	unavailable := intstr.FromInt32(0)
+	if c.MaxUnavailable != nil {
+		unavailable = *c.MaxUnavailable
+	}
+	ms, err := intstr.GetScaledValueFromIntOrPercent(&surge, int(s.replicas), true)
+	if err != nil {
+		return &stall{vigilv1.ReasonInvalidSpec, fmt.Sprintf("maxSurge: %v", err)}, nil
+	}
+	mu, err := intstr.GetScaledValueFromIntOrPercent(&unavailable, int(s.replicas), false)
+	if err != nil {
+		return &stall{vigilv1.ReasonInvalidSpec, fmt.Sprintf("maxUnavailable: %v", err)}, nil
+	}
+	s.maxSurge, s.maxUnavailable = int32(ms), int32(mu)
+	if s.maxSurge == 0 && s.maxUnavailable == 0 {
+		s.maxSurge = 1 // with few replicas both can round to zero; never deadlock
+	}
+
+	var sets appsv1.ReplicaSetList
+	if err := r.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+		return nil, fmt.Errorf("listing ReplicaSets: %w", err)
+	}
+	for i := range sets.Items {
+		if ownedBy(&sets.Items[i], ro) {
+			s.sets = append(s.sets, &sets.Items[i])
+		}
+	}
+	if s.checksum, err = templateChecksum(&ro.Spec.Template); err != nil {
+		return nil, err
+	}
+	s.revision = revisionHash(s.checksum, ptrDeref(ro.Status.CollisionCount))
+	for _, rs := range s.sets {
+		if rs.Annotations[vigilv1.AnnotationTemplateChecksum] == s.checksum {
+			s.revision = revisionOf(rs)
+		}
+	}
+
+	var approvals vigilv1.ApprovalList
+	if err := r.List(ctx, &approvals, client.InNamespace(ro.Namespace), client.MatchingFields{indexApprovalRollout: ro.Name}); err != nil {
+		return nil, fmt.Errorf("listing Approvals: %w", err)
+	}
+	s.approvals = approvals.Items
+
+	if tr := c.TrafficRouting; tr != nil && tr.GatewayAPI != nil {
+		return r.observeGateway(ctx, s, tr.GatewayAPI)
+	}
+	return nil, nil
+}
+
+func ptrDeref(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// observeGateway reads the HTTPRoute and the two Services.
+func (r *Reconciler) observeGateway(ctx context.Context, s *scope, g *vigilv1.GatewayAPITrafficRouting) (*stall, error) {
+	ns := s.rollout.Namespace
+	gt := &gatewayTraffic{route: &gatewayv1.HTTPRoute{}, stableService: &corev1.Service{}, canaryService: &corev1.Service{}}
+	for _, o := range []struct {
+		kind, name string
+		obj        client.Object
+	}{{"HTTPRoute", g.HTTPRoute, gt.route}, {"Service", g.StableService, gt.stableService}, {"Service", g.CanaryService, gt.canaryService}} {
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: o.name}, o.obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return &stall{vigilv1.ReasonTrafficNotReady, fmt.Sprintf("%s %s does not exist; Vigil waits for it", o.kind, o.name)}, nil
+			}
+			return nil, fmt.Errorf("reading %s %s: %w", o.kind, o.name, err)
+		}
+	}
+	view, err := traffic.NewRoute(gt.route, g.StableService, g.CanaryService)
+	if err != nil {
+		return &stall{vigilv1.ReasonTrafficNotReady, err.Error()}, nil
+	}
+	gt.view = view
+	s.gateway = gt
+	return nil, nil
+}
+
+// observeWeights writes the traffic split this reconcile leaves into the
+// status.
+func (r *Reconciler) observeWeights(s *scope, changes []change) {
+	p := project(s, changes)
+	st := &s.rollout.Status
+	st.CanaryWeight, st.StableWeight = p.weights(s)
+	st.Replicas, st.ReadyReplicas = 0, 0
+	for _, rs := range s.sets {
+		st.Replicas += rs.Status.Replicas
+		st.ReadyReplicas += rs.Status.ReadyReplicas
+	}
+}
+
+// countViolations counts, logs and reports broken invariants.
+func (r *Reconciler) countViolations(ctx context.Context, s *scope, vs []violation) {
+	for _, v := range vs {
+		invariantViolations.WithLabelValues(v.invariant).Inc()
+		ctrl.LoggerFrom(ctx).Error(nil, "Invariant violated", "invariant", v.invariant, "detail", v.detail)
+		s.record(true, vigilv1.ReasonInvariantViolated, "Check", "%s: %s", v.invariant, v.detail)
+	}
+}
+
+// patchStatus patches the status once, only when it changed, with the
+// resourceVersion the reconcile read, and then records the reconcile's
+// Events and metrics: a decision that was not stored is not announced.
+func (r *Reconciler) patchStatus(ctx context.Context, before *vigilv1.Rollout, s *scope) error {
+	ro := s.rollout
+	if !equality.Semantic.DeepEqual(before.Status, ro.Status) {
+		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, ro, patch); err != nil {
+			reason := "WriteUnknown"
+			if apierrors.IsConflict(err) {
+				reason = "Conflict"
+			}
+			reconcileErrors.WithLabelValues(reason).Inc()
+			return fmt.Errorf("patching Rollout status: %w", err)
+		}
+	}
+	for _, e := range s.events {
+		typ := corev1.EventTypeNormal
+		if e.warning {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(ro, nil, typ, e.reason, e.action, "%s", e.note)
+	}
+	if s.advancedFrom >= 0 {
+		stepTransitions.WithLabelValues(stepKind(s.steps(), s.advancedFrom)).Inc()
+	}
+	if before.Status.Rollback == nil && ro.Status.Rollback != nil {
+		rollbacks.WithLabelValues(string(ro.Status.Rollback.Trigger)).Inc()
+	}
+	setPhaseMetric(ro.Namespace, ro.Name, ro.Status.Phase)
+	return nil
+}
+
+// stepKind names the kind of step i for metrics.
+func stepKind(steps []vigilv1.CanaryStep, i int32) string {
+	if int(i) >= len(steps) {
+		return "promotion"
+	}
+	switch s := steps[i]; {
+	case s.SetWeight != nil:
+		return "setWeight"
+	case s.Pause != nil && s.Pause.Duration != nil:
+		return "pause"
+	case s.Pause != nil, s.Approval != nil:
+		return "approval"
+	}
+	return "analysis"
+}
+
+// GatewayAPIServed tells whether the cluster serves HTTPRoutes.
+func GatewayAPIServed(mapper meta.RESTMapper) (bool, error) {
+	_, err := mapper.RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, gatewayv1.GroupVersion.Version)
+	if meta.IsNoMatchError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up the HTTPRoute kind: %w", err)
+	}
+	return true, nil
+}

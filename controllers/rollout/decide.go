@@ -1,0 +1,252 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+)
+
+// decide moves the Rollout's status forward from what the reconcile
+// observed. converged says the world already matches what the status asked
+// for before this decision: every write done and every wanted pod available.
+// decide only edits the status; the controller then makes the world match.
+// Each call makes at most one decision, so a replay of the same observation
+// decides the same thing.
+func decide(s *scope, converged bool) {
+	st := &s.rollout.Status
+	s.advancedFrom = -1
+	s.forgetConsumed()
+	switch {
+	case st.StableRevision == "":
+		// The first revision has nothing to be canaried against.
+		st.StableRevision = s.revision
+		s.decided = true
+		setPhase(s, vigilv1.RolloutPhaseProgressing, "Deploying the first revision %s", s.revision)
+	case s.revision == st.StableRevision:
+		decideStable(s, converged)
+	case s.rollout.Spec.Paused:
+		setPhase(s, vigilv1.RolloutPhasePaused, "Paused by spec.paused")
+	case st.CanaryRevision != s.revision:
+		startCanary(s)
+	case st.Rollback != nil:
+		decideRolledBack(s)
+	default:
+		decideStep(s, converged)
+	}
+}
+
+// decideStable handles a template equal to the stable revision: a canary
+// that was abandoned by reverting the template ends, and the Rollout is
+// promoted once the stable revision is fully up.
+func decideStable(s *scope, converged bool) {
+	st := &s.rollout.Status
+	if st.CanaryRevision != "" {
+		s.record(false, vigilv1.ReasonPromoted, "Abandon", "The template is back at stable revision %s; canary %s is abandoned", st.StableRevision, st.CanaryRevision)
+		clearCanary(st)
+		s.decided = true
+	}
+	st.CurrentStepIndex = ptr.To(int32(len(s.steps())))
+	if !converged {
+		if st.Phase != vigilv1.RolloutPhasePromoted {
+			setPhase(s, vigilv1.RolloutPhaseProgressing, "Waiting for stable revision %s to be available", st.StableRevision)
+		}
+		return
+	}
+	if st.Phase != vigilv1.RolloutPhasePromoted {
+		s.record(false, vigilv1.ReasonPromoted, "Promote", "Revision %s is stable and fully available", st.StableRevision)
+	}
+	setPhase(s, vigilv1.RolloutPhasePromoted, "Revision %s is stable", st.StableRevision)
+}
+
+func clearCanary(st *vigilv1.RolloutStatus) {
+	st.CanaryRevision = ""
+	st.Rollback = nil
+	st.PendingApproval = nil
+	st.CurrentStepStartedAt = nil
+}
+
+// startCanary begins a new revision at step 0.
+func startCanary(s *scope) {
+	st := &s.rollout.Status
+	clearCanary(st)
+	st.CanaryRevision = s.revision
+	s.decided = true
+	st.CurrentStepIndex = ptr.To(int32(0))
+	st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+	s.record(false, vigilv1.ReasonCanaryStarted, "Start", "Canary revision %s started against stable revision %s", s.revision, st.StableRevision)
+	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step 0", s.revision)
+}
+
+// decideRolledBack finishes a rollback once traffic is back on the stable
+// revision, and retries the revision when someone approves its step 0 after
+// the rollback began.
+func decideRolledBack(s *scope) {
+	st := &s.rollout.Status
+	rb := st.Rollback
+	for _, a := range s.decisions(st.CanaryRevision, 0, vigilv1.ApprovalApprove) {
+		if a.CreationTimestamp.Before(&rb.StartedAt) {
+			continue
+		}
+		s.use(a)
+		s.decided = true
+		st.Rollback = nil
+		st.PendingApproval = nil
+		st.CurrentStepIndex = ptr.To(int32(0))
+		st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+		s.record(false, vigilv1.ReasonRetryApproved, "Retry", "Approval %s retries revision %s from step 0", a.Name, st.CanaryRevision)
+		setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s retried at step 0", st.CanaryRevision)
+		return
+	}
+	if !trafficOnStable(s) {
+		setPhase(s, vigilv1.RolloutPhaseRollingBack, "Rolling back revision %s (%s)", rb.Revision, rb.Trigger)
+		return
+	}
+	if st.Phase != vigilv1.RolloutPhaseRolledBack {
+		s.record(true, vigilv1.ReasonRolledBack, "Rollback", "Revision %s rolled back (%s); stable revision %s serves all traffic", rb.Revision, rb.Trigger, st.StableRevision)
+		addHistory(s, rb.Revision, vigilv1.RolloutPhaseRolledBack)
+	}
+	st.PendingApproval = &vigilv1.PendingApproval{Revision: rb.Revision, Step: 0, Since: rb.StartedAt, Required: 1}
+	setPhase(s, vigilv1.RolloutPhaseRolledBack, "Revision %s rolled back (%s): %s. Approve it at step 0 to retry", rb.Revision, rb.Trigger, rb.Message)
+}
+
+// decideStep runs the gate of the current step.
+func decideStep(s *scope, converged bool) {
+	st := &s.rollout.Status
+	i := s.stepIndex()
+	steps := s.steps()
+	if rejects := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalReject); len(rejects) > 0 {
+		s.use(rejects[0])
+		rollback(s, vigilv1.RollbackTriggerRejected, fmt.Sprintf("Approval %s rejected it: %s", rejects[0].Name, rejects[0].Spec.Reason))
+		return
+	}
+	if !converged {
+		waitForPods(s, i)
+		return
+	}
+	if int(i) >= len(steps) {
+		promote(s)
+		return
+	}
+	step := steps[i]
+	switch {
+	case step.SetWeight != nil:
+		advance(s, i+1)
+	case step.Pause != nil && step.Pause.Duration != nil:
+		d, _ := step.Pause.Duration.Get()
+		if left := s.stepStarted().Add(d).Sub(s.now); left > 0 {
+			s.wakeIn(left)
+			st.PendingApproval = nil
+			setPhase(s, vigilv1.RolloutPhasePaused, "Canary %s pausing %s at step %d", st.CanaryRevision, *step.Pause.Duration, i)
+			return
+		}
+		advance(s, i+1)
+	default: // an approval step, or a pause without a duration
+		decideApproval(s, i)
+	}
+}
+
+// waitForPods waits for the step's pods, and rolls back once the step has
+// waited longer than progressDeadlineSeconds.
+func waitForPods(s *scope, i int32) {
+	st := &s.rollout.Status
+	st.PendingApproval = nil
+	deadline := s.stepStarted().Add(s.progressDeadline())
+	if !s.now.Before(deadline) {
+		rollback(s, vigilv1.RollbackTriggerProgressDeadline,
+			fmt.Sprintf("step %d made no progress within %s", i, s.progressDeadline()))
+		return
+	}
+	s.wakeIn(deadline.Sub(s.now))
+	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d, waiting for pods and traffic", st.CanaryRevision, i)
+}
+
+// decideApproval passes step i once enough people approved it; with scope
+// Full the remaining steps are skipped.
+func decideApproval(s *scope, i int32) {
+	st := &s.rollout.Status
+	approvals := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalApprove)
+	required := requiredApprovals(s.steps(), i)
+	if got := distinctApprovers(approvals); got < required {
+		st.PendingApproval = &vigilv1.PendingApproval{Revision: st.CanaryRevision, Step: i, Since: metav1.NewTime(s.stepStarted()), Received: got, Required: required}
+		setPhase(s, vigilv1.RolloutPhasePaused, "Canary %s waits for approval of step %d (%d of %d)", st.CanaryRevision, i, got, required)
+		return
+	}
+	s.use(approvals...)
+	next := i + 1
+	if slices.ContainsFunc(approvals, func(a *vigilv1.Approval) bool { return a.Spec.Scope == vigilv1.ApprovalScopeFull }) {
+		next = int32(len(s.steps()))
+	}
+	advance(s, next)
+}
+
+// advance moves the canary to step next.
+func advance(s *scope, next int32) {
+	st := &s.rollout.Status
+	from := s.stepIndex()
+	s.advancedFrom = from
+	s.decided = true
+	st.CurrentStepIndex = ptr.To(next)
+	st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+	st.PendingApproval = nil
+	s.record(false, vigilv1.ReasonStepCompleted, "Advance", "Canary %s passed step %d; now at step %d of %d", st.CanaryRevision, from, next, len(s.steps()))
+	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d", st.CanaryRevision, next)
+}
+
+// promote makes the canary the stable revision.
+func promote(s *scope) {
+	st := &s.rollout.Status
+	revision := st.CanaryRevision
+	st.StableRevision = revision
+	s.decided = true
+	clearCanary(st)
+	addHistory(s, revision, vigilv1.RolloutPhasePromoted)
+	s.record(false, vigilv1.ReasonPromoted, "Promote", "Revision %s promoted to stable", revision)
+	setPhase(s, vigilv1.RolloutPhasePromoted, "Revision %s is stable", revision)
+}
+
+// rollback is the one way a canary revision is rolled back, whatever the
+// trigger: the status records why, and from then on the controller sends
+// all traffic to the stable revision first and scales the canary down
+// abortScaleDownDelaySeconds later.
+func rollback(s *scope, trigger vigilv1.RollbackTrigger, message string) {
+	st := &s.rollout.Status
+	st.Rollback = &vigilv1.RollbackStatus{
+		Revision:  st.CanaryRevision,
+		Trigger:   trigger,
+		Message:   message,
+		StartedAt: metav1.NewTime(s.now),
+		Step:      s.stepIndex(),
+	}
+	s.decided = true
+	st.PendingApproval = nil
+	s.record(true, vigilv1.ReasonRollingBack, "Rollback", "Rolling back revision %s (%s): %s", st.CanaryRevision, trigger, message)
+	setPhase(s, vigilv1.RolloutPhaseRollingBack, "Rolling back revision %s (%s)", st.CanaryRevision, trigger)
+}
+
+// maxHistory is the length of status.history.
+const maxHistory = 10
+
+func addHistory(s *scope, revision string, outcome vigilv1.RolloutPhase) {
+	st := &s.rollout.Status
+	var images []string
+	if rs := s.set(revision); rs != nil {
+		for _, c := range rs.Spec.Template.Spec.Containers {
+			images = append(images, c.Image)
+		}
+		images = images[:min(len(images), 32)]
+	}
+	entry := vigilv1.RevisionHistory{Revision: revision, Images: images, Outcome: outcome, Time: metav1.NewTime(s.now)}
+	st.History = append([]vigilv1.RevisionHistory{entry}, st.History...)
+	if len(st.History) > maxHistory {
+		st.History = st.History[:maxHistory]
+	}
+}
+
+func setPhase(s *scope, phase vigilv1.RolloutPhase, format string, args ...any) {
+	s.rollout.Status.Phase = phase
+	s.rollout.Status.Message = fmt.Sprintf(format, args...)
+}

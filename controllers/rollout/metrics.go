@@ -1,0 +1,81 @@
+package rollout
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+)
+
+var (
+	phaseGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_rollout_phase",
+		Help: "1 for the phase each Rollout is in, 0 for the others.",
+	}, []string{"namespace", "rollout", "phase"})
+	stepTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rollout_step_transitions_total",
+		Help: "Canary steps passed, by the kind of step.",
+	}, []string{"step"})
+	rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rollout_rollbacks_total",
+		Help: "Rollbacks started, by trigger.",
+	}, []string{"trigger"})
+	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rollout_reconcile_errors_total",
+		Help: "Reconciles of Rollouts that ended in an error, by reason: WriteUnknown (a write timed out or failed; the next reconcile re-reads), Conflict, Read.",
+	}, []string{"reason"})
+	invariantViolations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_invariant_violations_total",
+		Help: "Safety invariants found broken after a reconcile; any value above 0 is a bug.",
+	}, []string{"invariant"})
+	apiWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rollout_api_writes_total",
+		Help: "Writes the Rollout controller sent to the API server, by kind of change and outcome (Success, Unknown).",
+	}, []string{"change", "outcome"})
+)
+
+var allPhases = []vigilv1.RolloutPhase{
+	vigilv1.RolloutPhaseVerifying, vigilv1.RolloutPhaseBlocked, vigilv1.RolloutPhaseProgressing,
+	vigilv1.RolloutPhasePaused, vigilv1.RolloutPhasePromoted, vigilv1.RolloutPhaseRollingBack, vigilv1.RolloutPhaseRolledBack,
+}
+
+func init() {
+	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites)
+	for _, inv := range []string{invariantWeightsSum, invariantCanaryWeight, invariantStableCapacity, invariantGate, invariantSingleCanary} {
+		invariantViolations.WithLabelValues(inv)
+	}
+}
+
+// setPhaseMetric exports the Rollout's phase.
+func setPhaseMetric(namespace, name string, phase vigilv1.RolloutPhase) {
+	for _, p := range allPhases {
+		v := 0.0
+		if p == phase {
+			v = 1
+		}
+		phaseGauge.WithLabelValues(namespace, name, string(p)).Set(v)
+	}
+}
+
+// forgetPhaseMetric drops a deleted Rollout's series.
+func forgetPhaseMetric(namespace, name string) {
+	phaseGauge.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "rollout": name})
+}
+
+func (k changeKind) String() string {
+	switch k {
+	case createReplicaSet:
+		return "CreateReplicaSet"
+	case scaleReplicaSet:
+		return "ScaleReplicaSet"
+	case setSelector:
+		return "SetServiceSelector"
+	case setWeight:
+		return "SetRouteWeight"
+	case consumeApproval:
+		return "ConsumeApproval"
+	case deleteReplicaSet:
+		return "DeleteReplicaSet"
+	}
+	return "Unknown"
+}

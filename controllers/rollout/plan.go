@@ -1,0 +1,298 @@
+package rollout
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/traffic"
+)
+
+// changeKind is one kind of write the controller makes.
+type changeKind int
+
+const (
+	createReplicaSet changeKind = iota
+	scaleReplicaSet
+	setSelector
+	setWeight
+	consumeApproval
+	deleteReplicaSet
+)
+
+// change is one write that brings the world closer to the status. The
+// controller applies a plan's changes in order and stops at the first error.
+type change struct {
+	kind     changeKind
+	rs       *appsv1.ReplicaSet // created, scaled or deleted
+	replicas int32              // new spec.replicas
+	service  *corev1.Service    // whose selector gets revision
+	revision string
+	weight   int32 // canary weight of the HTTPRoute
+	approval *vigilv1.Approval
+}
+
+// traffic reports whether a change moves traffic or pods; approvals and
+// history clean-up do not.
+func (c change) traffic() bool {
+	return c.kind != consumeApproval && c.kind != deleteReplicaSet
+}
+
+// plan lists the writes that make the world match the status, in a safe
+// order: traffic leaves a revision before its pods do, and reaches one only
+// after its pods are available.
+func plan(s *scope) []change {
+	if s.rollout.Status.StableRevision == "" {
+		return nil
+	}
+	var out []change
+	if s.gateway != nil {
+		out = planGateway(s)
+	} else {
+		out = planRatio(s)
+	}
+	out = append(out, planApprovals(s)...)
+	return append(out, planHistory(s)...)
+}
+
+// converged says the status needs no more writes and every pod it wants is
+// available.
+func converged(s *scope, changes []change) bool {
+	st := s.rollout.Status
+	if st.StableRevision == "" {
+		return false
+	}
+	for _, c := range changes {
+		if c.traffic() {
+			return false
+		}
+	}
+	for _, rev := range []string{st.StableRevision, st.CanaryRevision} {
+		if rev == "" {
+			continue
+		}
+		rs := s.set(rev)
+		if rs == nil && (rev == st.CanaryRevision || s.replicas > 0) || rs != nil && !fullyAvailable(rs) {
+			return false
+		}
+	}
+	return true
+}
+
+// otherCanaryScaled tells whether a ReplicaSet other than the stable and
+// the current canary still has pods wanted; a new canary waits for it.
+func otherCanaryScaled(s *scope) bool {
+	st := s.rollout.Status
+	for _, rs := range s.sets {
+		rev := revisionOf(rs)
+		if rev != st.StableRevision && rev != st.CanaryRevision && specReplicas(rs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// canaryHoldsPods tells whether a rolled-back canary still keeps its pods
+// for inspection, and asks for a look when the delay ends.
+func canaryHoldsPods(s *scope) bool {
+	rb := s.rollout.Status.Rollback
+	if rb == nil {
+		return false
+	}
+	left := rb.StartedAt.Add(s.scaleDownDelay()).Sub(s.now)
+	if left > 0 {
+		s.wakeIn(left)
+		return true
+	}
+	return false
+}
+
+// scaleTo adds the write that gives revision's ReplicaSet replicas pods,
+// creating it when it does not exist yet.
+func scaleTo(s *scope, out []change, revision string, replicas int32) []change {
+	rs := s.set(revision)
+	switch {
+	case rs == nil && revision == s.revision:
+		out = append(out, change{kind: createReplicaSet, revision: revision, replicas: replicas})
+	case rs != nil && specReplicas(rs) != replicas:
+		out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: replicas})
+	}
+	return out
+}
+
+// planRatio plans replica-ratio traffic: the canary's share of pods is its
+// share of traffic, and pods move within maxSurge and maxUnavailable.
+func planRatio(s *scope) []change {
+	st := s.rollout.Status
+	canaryTarget, stableTarget := traffic.Split(s.replicas, s.wantedWeight())
+	if st.CanaryRevision == "" {
+		stableTarget = s.replicas
+	}
+	revisions := []string{st.CanaryRevision, st.StableRevision}
+	targets := []int32{canaryTarget, stableTarget}
+	if st.Rollback != nil {
+		// Back to stable: stable pods grow first, the canary's go as they do.
+		revisions = []string{st.StableRevision, st.CanaryRevision}
+		targets = []int32{s.replicas, 0}
+	}
+	var scales []traffic.Scale
+	var order []string
+	for i, rev := range revisions {
+		if rev == "" {
+			continue
+		}
+		rs := s.set(rev)
+		target := targets[i]
+		if rev == st.CanaryRevision && target > specReplicas(rs) && otherCanaryScaled(s) {
+			target = specReplicas(rs) // at most one canary ReplicaSet runs
+		}
+		scales = append(scales, traffic.Scale{Target: target, Spec: specReplicas(rs), Available: available(rs)})
+		order = append(order, rev)
+	}
+	for _, rs := range s.sets {
+		if rev := revisionOf(rs); rev != st.StableRevision && rev != st.CanaryRevision {
+			scales = append(scales, traffic.Scale{Target: 0, Spec: specReplicas(rs), Available: available(rs)})
+			order = append(order, rev)
+		}
+	}
+	next := traffic.Step(s.replicas, s.maxSurge, s.maxUnavailable, scales)
+	var out []change
+	for i, rev := range order {
+		if next[i] != scales[i].Spec || s.set(rev) == nil {
+			out = scaleTo(s, out, rev, next[i])
+		}
+	}
+	return out
+}
+
+// selectedRevision is the revision a Service's selector picks; "" when the
+// selector does not name one.
+func selectedRevision(svc *corev1.Service) string {
+	return svc.Spec.Selector[vigilv1.LabelPodTemplateHash]
+}
+
+// planGateway plans HTTPRoute traffic: both revisions keep their pods while
+// the route's weights move traffic between the stable and canary Services.
+func planGateway(s *scope) []change {
+	st := s.rollout.Status
+	g := s.gateway
+	var out []change
+	stable, canary := s.set(st.StableRevision), s.set(st.CanaryRevision)
+	want := s.wantedWeight()
+	canaryTarget := traffic.CanaryReplicas(s.replicas, want)
+
+	// 1. The stable Service moves to a revision only once its pods are all up.
+	stableSel := selectedRevision(g.stableService)
+	if stableSel != st.StableRevision && (s.replicas == 0 || stable != nil && specReplicas(stable) >= s.replicas && fullyAvailable(stable)) {
+		out = append(out, change{kind: setSelector, service: g.stableService, revision: st.StableRevision})
+		stableSel = st.StableRevision
+	}
+
+	// 2. Traffic leaves the canary before anything else changes.
+	weight, _ := g.view.CanaryWeight()
+	canarySel := selectedRevision(g.canaryService)
+	allowed := want
+	if st.CanaryRevision == "" || canarySel != st.CanaryRevision || canary == nil || available(canary) < canaryTarget {
+		allowed = 0
+	}
+	if weight > allowed {
+		out = append(out, change{kind: setWeight, weight: allowed})
+		weight = allowed
+	}
+
+	// 3. The canary Service follows the canary (or stable) revision, but
+	// only while it gets no traffic.
+	canaryRev := st.CanaryRevision
+	if canaryRev == "" {
+		canaryRev = st.StableRevision
+	}
+	if canarySel != canaryRev && weight == 0 {
+		out = append(out, change{kind: setSelector, service: g.canaryService, revision: canaryRev})
+		canarySel = canaryRev
+	}
+
+	// 4. Pods: stable keeps them all; the canary gets its share; a revision
+	// loses its pods only once no weighted Service selects it.
+	weighted := func(rev string) bool {
+		return stableSel == rev && weight < 100 || canarySel == rev && weight > 0
+	}
+	if st.CanaryRevision != "" && st.Rollback != nil {
+		canaryTarget = 0
+		if canaryHoldsPods(s) {
+			canaryTarget = specReplicas(canary)
+		}
+	}
+	if canaryTarget > specReplicas(canary) && otherCanaryScaled(s) {
+		canaryTarget = specReplicas(canary)
+	}
+	out = scaleTo(s, out, st.StableRevision, s.replicas)
+	// The canary shrinks only to what still carries its weight.
+	if st.CanaryRevision != "" && (canaryTarget >= specReplicas(canary) || canaryTarget >= traffic.CanaryReplicas(s.replicas, weight)) {
+		out = scaleTo(s, out, st.CanaryRevision, canaryTarget)
+	}
+	for _, rs := range s.sets {
+		rev := revisionOf(rs)
+		if rev != st.StableRevision && rev != st.CanaryRevision && specReplicas(rs) > 0 && !weighted(rev) {
+			out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: 0})
+		}
+	}
+
+	// 5. Traffic reaches the canary last.
+	if weight < allowed {
+		out = append(out, change{kind: setWeight, weight: allowed})
+	}
+	return out
+}
+
+// planApprovals marks consumed every Approval the Rollout has acted on.
+func planApprovals(s *scope) []change {
+	var out []change
+	for _, name := range s.rollout.Status.UsedApprovals {
+		for i := range s.approvals {
+			if a := &s.approvals[i]; a.Name == name && a.Status.ConsumedAt == nil {
+				out = append(out, change{kind: consumeApproval, approval: a})
+			}
+		}
+	}
+	return out
+}
+
+// planHistory deletes scaled-down old ReplicaSets beyond
+// revisionHistoryLimit, oldest first.
+func planHistory(s *scope) []change {
+	st := s.rollout.Status
+	limit := 3
+	if l := s.rollout.Spec.RevisionHistoryLimit; l != nil {
+		limit = int(*l)
+	}
+	var old []*appsv1.ReplicaSet
+	for _, rs := range oldestFirst(s.sets) {
+		rev := revisionOf(rs)
+		if rev != st.StableRevision && rev != st.CanaryRevision && rev != s.revision &&
+			specReplicas(rs) == 0 && rs.Status.Replicas == 0 && rs.DeletionTimestamp == nil {
+			old = append(old, rs)
+		}
+	}
+	var out []change
+	for i := 0; i < len(old)-limit; i++ {
+		out = append(out, change{kind: deleteReplicaSet, rs: old[i]})
+	}
+	return out
+}
+
+// trafficOnStable says the stable revision serves all traffic: the
+// canary's weight is zero (or, without a router, it has no pods) and the
+// stable pods are all available.
+func trafficOnStable(s *scope) bool {
+	st := s.rollout.Status
+	stable := s.set(st.StableRevision)
+	if s.replicas > 0 && (stable == nil || specReplicas(stable) < s.replicas || !fullyAvailable(stable)) {
+		return false
+	}
+	if s.gateway != nil {
+		w, ok := s.gateway.view.CanaryWeight()
+		return ok && selectedRevision(s.gateway.stableService) == st.StableRevision &&
+			(w == 0 || selectedRevision(s.gateway.canaryService) != st.CanaryRevision)
+	}
+	return specReplicas(s.set(st.CanaryRevision)) == 0
+}

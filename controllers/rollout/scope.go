@@ -1,0 +1,145 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/traffic"
+)
+
+// scope is what one reconcile of a Rollout observed and decided. The
+// controller fills the observed part; decide, plan and check are pure
+// functions of it.
+type scope struct {
+	now time.Time
+	// rollout is the live object; decide edits its status in place, and the
+	// controller patches the difference once, at the end.
+	rollout *vigilv1.Rollout
+
+	// replicas, maxSurge and maxUnavailable resolved against replicas.
+	replicas, maxSurge, maxUnavailable int32
+	// checksum of the pod template and the revision it runs as.
+	checksum, revision string
+	// sets are the ReplicaSets the Rollout owns.
+	sets []*appsv1.ReplicaSet
+	// approvals are the Approvals that name the Rollout.
+	approvals []vigilv1.Approval
+	// gateway is set when traffic is routed by an HTTPRoute.
+	gateway *gatewayTraffic
+
+	// events to record once the status patch has succeeded.
+	events []event
+	// decided is set when decide changed what the Rollout should do (its
+	// revisions, step, rollback or used approvals). The decision is then
+	// patched before anything acts on it, so the world never runs ahead of
+	// the status.
+	decided bool
+	// advancedFrom is the step this reconcile moved past, or -1.
+	advancedFrom int32
+	// requeueAfter is when a time-based gate (pause, deadline, scale-down
+	// delay) next needs a look; zero means no timer.
+	requeueAfter time.Duration
+}
+
+// gatewayTraffic is the Gateway API objects of a Rollout.
+type gatewayTraffic struct {
+	route                        *gatewayv1.HTTPRoute
+	view                         traffic.Route
+	stableService, canaryService *corev1.Service
+}
+
+// event is a Kubernetes Event to record about the Rollout.
+type event struct {
+	warning              bool
+	reason, action, note string
+}
+
+func (s *scope) record(warning bool, reason, action, format string, args ...any) {
+	s.events = append(s.events, event{warning: warning, reason: reason, action: action, note: fmt.Sprintf(format, args...)})
+}
+
+// wakeIn asks for another reconcile after d at the latest.
+func (s *scope) wakeIn(d time.Duration) {
+	d = max(d, time.Second)
+	if s.requeueAfter == 0 || d < s.requeueAfter {
+		s.requeueAfter = d
+	}
+}
+
+// set is the ReplicaSet running revision, or nil.
+func (s *scope) set(revision string) *appsv1.ReplicaSet {
+	if revision == "" {
+		return nil
+	}
+	for _, rs := range s.sets {
+		if revisionOf(rs) == revision {
+			return rs
+		}
+	}
+	return nil
+}
+
+func (s *scope) steps() []vigilv1.CanaryStep {
+	return s.rollout.Spec.Strategy.Canary.Steps
+}
+
+// stepIndex is status.currentStepIndex (0 when unset).
+func (s *scope) stepIndex() int32 {
+	if s.rollout.Status.CurrentStepIndex == nil {
+		return 0
+	}
+	return *s.rollout.Status.CurrentStepIndex
+}
+
+// weightAt is the canary weight in force at step i: that of the last
+// setWeight step at or before it, and 100 once every step has passed.
+func weightAt(steps []vigilv1.CanaryStep, i int32) int32 {
+	if int(i) >= len(steps) {
+		return 100
+	}
+	for j := i; j >= 0; j-- {
+		if steps[j].SetWeight != nil {
+			return *steps[j].SetWeight
+		}
+	}
+	return 0
+}
+
+// wantedWeight is the canary weight the Rollout's status asks for now.
+func (s *scope) wantedWeight() int32 {
+	st := s.rollout.Status
+	if st.CanaryRevision == "" || st.Rollback != nil {
+		return 0
+	}
+	return weightAt(s.steps(), s.stepIndex())
+}
+
+// scaleDownDelay is how long a rolled-back canary keeps its pods.
+func (s *scope) scaleDownDelay() time.Duration {
+	if rb := s.rollout.Spec.Rollback; rb != nil && rb.AbortScaleDownDelaySeconds != nil {
+		return time.Duration(*rb.AbortScaleDownDelaySeconds) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// progressDeadline is how long a step may wait for its pods.
+func (s *scope) progressDeadline() time.Duration {
+	if d := s.rollout.Spec.ProgressDeadlineSeconds; d != nil {
+		return time.Duration(*d) * time.Second
+	}
+	return 600 * time.Second
+}
+
+// stepStarted is when the current step began; a status without the time
+// (written by hand) counts from now.
+func (s *scope) stepStarted() time.Time {
+	if t := s.rollout.Status.CurrentStepStartedAt; t != nil {
+		return t.Time
+	}
+	return s.now
+}
