@@ -335,9 +335,10 @@ type RolloutStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
 	// currentStepStartedAt is when the current step began; a pause and the
-	// progress deadline count from it.
+	// progress deadline count from it. It keeps microseconds so a short
+	// pause is never cut short by rounding.
 	// +optional
-	CurrentStepStartedAt *metav1.Time `json:"currentStepStartedAt,omitempty"`
+	CurrentStepStartedAt *metav1.MicroTime `json:"currentStepStartedAt,omitempty"`
 
 	// collisionCount makes the next ReplicaSet name differ when two pod
 	// templates hash to the same name.

@@ -76,7 +76,7 @@ func startCanary(s *scope) {
 	st.CanaryRevision = s.revision
 	s.decided = true
 	st.CurrentStepIndex = ptr.To(int32(0))
-	st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+	st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
 	s.record(false, vigilv1.ReasonCanaryStarted, "Start", "Canary revision %s started against stable revision %s", s.revision, st.StableRevision)
 	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step 0", s.revision)
 }
@@ -96,7 +96,7 @@ func decideRolledBack(s *scope) {
 		st.Rollback = nil
 		st.PendingApproval = nil
 		st.CurrentStepIndex = ptr.To(int32(0))
-		st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+		st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
 		s.record(false, vigilv1.ReasonRetryApproved, "Retry", "Approval %s retries revision %s from step 0", a.Name, st.CanaryRevision)
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s retried at step 0", st.CanaryRevision)
 		return
@@ -190,7 +190,7 @@ func advance(s *scope, next int32) {
 	s.advancedFrom = from
 	s.decided = true
 	st.CurrentStepIndex = ptr.To(next)
-	st.CurrentStepStartedAt = ptr.To(metav1.NewTime(s.now))
+	st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
 	st.PendingApproval = nil
 	s.record(false, vigilv1.ReasonStepCompleted, "Advance", "Canary %s passed step %d; now at step %d of %d", st.CanaryRevision, from, next, len(s.steps()))
 	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d", st.CanaryRevision, next)
