@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 		return
 	}
+	ctrl.SetLogger(logr.Discard())
 	testenv.Main(m, func(c *rest.Config) error {
 		cfg = c
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install} {

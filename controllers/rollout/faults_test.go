@@ -1,0 +1,326 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+)
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// errInjected is what a faulty transport returns instead of the answer.
+var errInjected = fmt.Errorf("injected fault: %w", context.DeadlineExceeded)
+
+func isWrite(r *http.Request) bool {
+	return r.Method != http.MethodGet && r.Method != http.MethodHead
+}
+
+// violations sums vigil_invariant_violations_total over every invariant.
+func violations() float64 {
+	var sum float64
+	for _, inv := range []string{invariantWeightsSum, invariantCanaryWeight, invariantStableCapacity, invariantGate, invariantSingleCanary} {
+		sum += testutil.ToFloat64(invariantViolations.WithLabelValues(inv))
+	}
+	return sum
+}
+
+// approver plays the SRE: whenever the Rollout waits for an approval, it
+// approves exactly that revision and step, under a name fixed by both, so
+// asking twice makes no second Approval.
+func approver(t *testing.T, ro *vigilv1.Rollout) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			cur := &vigilv1.Rollout{}
+			if k8s.Get(ctx, client.ObjectKeyFromObject(ro), cur) != nil || cur.Status.PendingApproval == nil || cur.Status.Rollback != nil {
+				continue
+			}
+			p := cur.Status.PendingApproval
+			a := &vigilv1.Approval{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: fmt.Sprintf("approve-%s-%d", p.Revision, p.Step)},
+				Spec:       vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name}, Revision: p.Revision, Step: p.Step, Decision: vigilv1.ApprovalApprove},
+			}
+			_ = k8s.Create(ctx, a) // AlreadyExists: it was made on an earlier tick
+		}
+	}()
+}
+
+// history records every version of a Rollout's status and of its canary
+// weight, as the API server stored them.
+type history struct {
+	mu       sync.Mutex
+	steps    map[string][]int32 // step indexes per canary revision
+	weights  map[string][]int32 // HTTPRoute canary weights per canary revision
+	phases   []vigilv1.RolloutPhase
+	consumed map[string][]metav1.Time // consumedAt values per Approval
+}
+
+func watchHistory(t *testing.T, ro *vigilv1.Rollout) *history {
+	h := &history{steps: map[string][]int32{}, weights: map[string][]int32{}, consumed: map[string][]metav1.Time{}}
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	appendNew := func(s []int32, v int32) []int32 {
+		if len(s) > 0 && s[len(s)-1] == v {
+			return s
+		}
+		return append(s, v)
+	}
+	var canary atomic.Value
+	canary.Store("")
+	watch := func(list client.ObjectList, on func(client.Object)) {
+		w, err := wc.Watch(ctx, list, client.InNamespace(ro.Namespace))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						return
+					}
+					if o, ok := ev.Object.(client.Object); ok {
+						h.mu.Lock()
+						on(o)
+						h.mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	watch(&vigilv1.RolloutList{}, func(o client.Object) {
+		cur := o.(*vigilv1.Rollout)
+		if cur.Name != ro.Name {
+			return
+		}
+		st := cur.Status
+		if st.CanaryRevision != "" && st.CurrentStepIndex != nil {
+			canary.Store(st.CanaryRevision)
+			h.steps[st.CanaryRevision] = appendNew(h.steps[st.CanaryRevision], *st.CurrentStepIndex)
+		}
+		if len(h.phases) == 0 || h.phases[len(h.phases)-1] != st.Phase {
+			h.phases = append(h.phases, st.Phase)
+		}
+	})
+	watch(&vigilv1.ApprovalList{}, func(o client.Object) {
+		a := o.(*vigilv1.Approval)
+		if c := a.Status.ConsumedAt; c != nil && !slices.ContainsFunc(h.consumed[a.Name], func(t metav1.Time) bool { return t.Equal(c) }) {
+			h.consumed[a.Name] = append(h.consumed[a.Name], *c)
+		}
+	})
+	return h
+}
+
+// canaryRun rolls ro out to image and checks the end state every run must
+// reach, whatever failed on the way.
+func canaryRun(t *testing.T, g Gomega, ro *vigilv1.Rollout, image string, timeout time.Duration, during func(done func() bool)) string {
+	t.Helper()
+	oldStable := get(g, ro).Status.StableRevision
+	newImage(t, ro, image)
+	finished := func() bool {
+		cur := &vigilv1.Rollout{}
+		if k8s.Get(context.Background(), client.ObjectKeyFromObject(ro), cur) != nil {
+			return false
+		}
+		return cur.Status.Phase == vigilv1.RolloutPhasePromoted && cur.Status.StableRevision != oldStable &&
+			readyCondition(cur) == metav1.ConditionTrue && cur.Status.ObservedGeneration == cur.Generation
+	}
+	if during != nil {
+		during(finished)
+	}
+	final := waitPromoted(t, ro, timeout)
+	rev := final.Status.StableRevision
+	g.Expect(rev).NotTo(Equal(oldStable))
+	g.Eventually(func(g Gomega) {
+		sets := replicaSets(g, ro)
+		checksum := sets[rev].Annotations[vigilv1.AnnotationTemplateChecksum]
+		same := 0
+		for _, rs := range sets {
+			if rs.Annotations[vigilv1.AnnotationTemplateChecksum] == checksum {
+				same++
+			}
+			if revisionOf(rs) != rev {
+				g.Expect(rs.Spec.Replicas).To(HaveValue(BeZero()), "old ReplicaSet %s is scaled down", rs.Name)
+			}
+		}
+		g.Expect(same).To(Equal(1), "exactly one ReplicaSet runs the new template")
+		g.Expect(sets[rev].Spec.Replicas).To(HaveValue(Equal(*ro.Spec.Replicas)))
+		g.Expect(canaryWeight(g, ro)).To(BeZero())
+		g.Expect(serviceRevision(g, ro.Namespace, ro.Name+"-stable")).To(Equal(rev))
+		g.Expect(serviceRevision(g, ro.Namespace, ro.Name+"-canary")).To(Equal(rev))
+		cur := get(g, ro)
+		g.Expect(cur.Status.UsedApprovals).To(BeEmpty())
+		g.Expect(cur.Status.CanaryWeight).To(BeZero())
+		g.Expect(cur.Status.StableWeight).To(Equal(int32(100)))
+		g.Expect(approvalConsumed(g, ro.Namespace, fmt.Sprintf("approve-%s-2", rev))).To(BeTrue())
+	}, 20*time.Second, 20*time.Millisecond).Should(Succeed())
+	return rev
+}
+
+// checkHistory checks that every canary went through its steps one by one:
+// none skipped, none repeated, never back; that no rollback happened; and
+// that each approval was consumed exactly once.
+func checkHistory(g Gomega, h *history, revisions []string, steps int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := make([]int32, steps+1)
+	for i := range want {
+		want[i] = int32(i)
+	}
+	for _, rev := range revisions {
+		g.Expect(h.steps[rev]).To(Equal(want), "revision %s passed its steps in order, each once", rev)
+	}
+	g.Expect(h.phases).NotTo(ContainElement(vigilv1.RolloutPhaseRollingBack))
+	for name, times := range h.consumed {
+		g.Expect(times).To(HaveLen(1), "Approval %s was consumed once", name)
+	}
+}
+
+func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	kubelet(t, ns, nil) // stands in for the kubelet: every ReplicaSet's pods turn ready
+	ro := newRollout(ns, "crashy", 4, "crashy:v1", acceptanceSteps()...)
+	gatewayObjects(t, ro)
+	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	stop := startManager(t, nil)
+	waitPromoted(t, ro, 20*time.Second)
+	stop()
+	approver(t, ro)
+	h := watchHistory(t, ro)
+	before := violations()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	crashes := 0
+	var revisions []string
+	for run := 2; crashes < 30 || run <= 3; run++ {
+		rev := canaryRun(t, g, ro, fmt.Sprintf("crashy:v%d", run), 60*time.Second, func(finished func() bool) {
+			for !finished() {
+				// Crash at the n-th write: sometimes before it reaches the
+				// API server, sometimes after it was stored but before the
+				// controller hears back.
+				n, afterWrite := int64(1+rng.IntN(4)), rng.IntN(2) == 0
+				crashed := make(chan struct{})
+				var writes atomic.Int64
+				var once sync.Once
+				var stopNow func()
+				stopNow = startManager(t, func(rt http.RoundTripper) http.RoundTripper {
+					return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+						if !isWrite(r) || writes.Add(1) != n {
+							return rt.RoundTrip(r)
+						}
+						if afterWrite {
+							if resp, err := rt.RoundTrip(r); err == nil {
+								resp.Body.Close()
+							}
+						}
+						once.Do(func() { close(crashed) })
+						return nil, errInjected
+					})
+				})
+				g.Eventually(func() bool {
+					select {
+					case <-crashed:
+						return true
+					default:
+						return finished()
+					}
+				}, 30*time.Second, 10*time.Millisecond).Should(BeTrue())
+				stopNow()
+				select {
+				case <-crashed:
+					crashes++
+				default:
+				}
+			}
+			startManager(t, nil) // the last restart sees the run to its end
+		})
+		revisions = append(revisions, rev)
+	}
+	t.Logf("%d crashes over %d canary runs", crashes, len(revisions))
+	g.Expect(crashes).To(BeNumerically(">=", 30))
+	checkHistory(g, h, revisions, len(acceptanceSteps()))
+	g.Expect(violations()).To(Equal(before), "no invariant was violated")
+}
+
+func TestAmbiguousWritesStillConverge(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	kubelet(t, ns, nil) // stands in for the kubelet: every ReplicaSet's pods turn ready
+	ro := newRollout(ns, "flaky", 4, "flaky:v1", acceptanceSteps()...)
+	gatewayObjects(t, ro)
+	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	approver(t, ro)
+	h := watchHistory(t, ro)
+	before := violations()
+
+	// About one write in five is applied by the API server, but the
+	// controller is told it timed out.
+	rng := rand.New(rand.NewPCG(42, 7))
+	var mu sync.Mutex
+	var writes, lost int
+	startManager(t, func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			if !isWrite(r) {
+				return rt.RoundTrip(r)
+			}
+			resp, err := rt.RoundTrip(r)
+			mu.Lock()
+			defer mu.Unlock()
+			writes++
+			if err != nil || rng.IntN(5) != 0 {
+				return resp, err
+			}
+			lost++
+			resp.Body.Close()
+			return nil, errInjected
+		})
+	})
+	waitPromoted(t, ro, 30*time.Second)
+	var revisions []string
+	for run := 2; run <= 4; run++ {
+		revisions = append(revisions, canaryRun(t, g, ro, fmt.Sprintf("flaky:v%d", run), 60*time.Second, nil))
+	}
+	mu.Lock()
+	t.Logf("%d of %d writes answered with a timeout after they were applied", lost, writes)
+	g.Expect(lost).To(BeNumerically(">=", writes/10), "the transport lost a good share of the answers")
+	mu.Unlock()
+	checkHistory(g, h, revisions, len(acceptanceSteps()))
+	g.Expect(violations()).To(Equal(before), "no invariant was violated")
+	g.Expect(testutil.ToFloat64(reconcileErrors.WithLabelValues("WriteUnknown"))).To(BeNumerically(">", 0), "lost answers were handled as Unknown")
+}
