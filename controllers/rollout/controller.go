@@ -28,7 +28,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -67,18 +66,9 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller and the indexes it needs.
-func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts ...func(*builder.Builder)) error {
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &vigilv1.Approval{}, indexApprovalRollout, func(o client.Object) []string {
-		return []string{o.(*vigilv1.Approval).Spec.RolloutRef.Name}
-	}); err != nil {
-		return fmt.Errorf("indexing Approvals by Rollout: %w", err)
-	}
-	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrafficObjects, trafficObjects); err != nil {
-		return fmt.Errorf("indexing Rollouts by traffic objects: %w", err)
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := r.indexes(ctx, mgr); err != nil {
+		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&vigilv1.Rollout{}).
@@ -91,10 +81,24 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if r.GatewayAPI {
 		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("HTTPRoute")))
 	}
-	for _, o := range opts {
-		o(b)
-	}
 	return b.Complete(r)
+}
+
+// indexes registers the field indexes the controller looks objects up by.
+func (r *Reconciler) indexes(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &vigilv1.Approval{}, indexApprovalRollout, func(o client.Object) []string {
+		return []string{o.(*vigilv1.Approval).Spec.RolloutRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing Approvals by Rollout: %w", err)
+	}
+	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrafficObjects, trafficObjects); err != nil {
+		return fmt.Errorf("indexing Rollouts by traffic objects: %w", err)
+	}
+	return nil
 }
 
 // trafficObjects indexes a Rollout by the HTTPRoute and Services it routes.

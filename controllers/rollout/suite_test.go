@@ -291,3 +291,5 @@ func newImage(t testing.TB, ro *vigilv1.Rollout, image string) {
 		g.Expect(k8s.Update(context.Background(), cur)).To(Succeed())
 	}).Should(Succeed())
 }
+
+func metricsOff() metricsserver.Options { return metricsserver.Options{BindAddress: "0"} }
