@@ -56,3 +56,8 @@ dev-cluster: ## Start a local control plane with kwok nodes; writes $(DEV_CLUSTE
 .PHONY: dev-cluster-down
 dev-cluster-down: ## Stop every process the local control plane started
 	go run ./hack/dev-cluster down --dir $(DEV_CLUSTER_DIR)
+
+.PHONY: bench
+bench: ## Run the benchmarks against a real API server (figures go in docs/)
+	@$(TOOLS) build
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test -count=1 -run '^$$' -bench . -benchtime 5000x -benchmem -timeout 20m ./...

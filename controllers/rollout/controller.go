@@ -38,12 +38,12 @@ import (
 )
 
 // +kubebuilder:rbac:groups=vigil.dev,resources=rollouts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=vigil.dev,resources=approvals,verbs=get;list;watch
-// +kubebuilder:rbac:groups=vigil.dev,resources=approvals/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;patch;update;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch;update
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups=vigil.dev,resources=approvals/status,verbs=patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;patch
 
 // Field indexes the controller looks objects up by.
 const (
