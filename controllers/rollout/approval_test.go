@@ -31,54 +31,22 @@ type written struct {
 // version the API server stores; resourceVersions order them.
 func recordWrites(t *testing.T, ns string) func() []written {
 	t.Helper()
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var out []written
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	for _, list := range []client.ObjectList{&gatewayv1.HTTPRouteList{}, &appsv1.ReplicaSetList{}} {
-		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-w.ResultChan():
-					if !ok {
-						return
-					}
-					o, ok := ev.Object.(client.Object)
-					if !ok {
-						continue
-					}
-					rv, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
-					rec := written{resourceVersion: rv}
-					switch obj := o.(type) {
-					case *gatewayv1.HTTPRoute:
-						rec.kind = "HTTPRoute"
-						if wt := obj.Spec.Rules[0].BackendRefs[1].Weight; wt != nil {
-							rec.canaryWeight = *wt
-						}
-					case *appsv1.ReplicaSet:
-						rec.kind, rec.rsName, rec.replicas = "ReplicaSet", obj.Name, ptr.Deref(obj.Spec.Replicas, 1)
-					}
-					mu.Lock()
-					out = append(out, rec)
-					mu.Unlock()
-				}
+	watchNamespace(t, ns, &mu, func(o client.Object) {
+		rv, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
+		rec := written{resourceVersion: rv}
+		switch obj := o.(type) {
+		case *gatewayv1.HTTPRoute:
+			rec.kind = "HTTPRoute"
+			if wt := obj.Spec.Rules[0].BackendRefs[1].Weight; wt != nil {
+				rec.canaryWeight = *wt
 			}
-		}()
-	}
+		case *appsv1.ReplicaSet:
+			rec.kind, rec.rsName, rec.replicas = "ReplicaSet", obj.Name, ptr.Deref(obj.Spec.Replicas, 1)
+		}
+		out = append(out, rec)
+	}, &gatewayv1.HTTPRouteList{}, &appsv1.ReplicaSetList{})
 	return func() []written {
 		mu.Lock()
 		defer mu.Unlock()

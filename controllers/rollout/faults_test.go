@@ -70,80 +70,43 @@ func approver(t *testing.T, ro *vigilv1.Rollout) {
 	}()
 }
 
-// history records every version of a Rollout's status and of its canary
-// weight, as the API server stored them.
+// history records every version of a Rollout's step and phase, and every
+// consumedAt of its Approvals, as the API server stored them.
 type history struct {
 	mu       sync.Mutex
 	steps    map[string][]int32 // step indexes per canary revision
-	weights  map[string][]int32 // HTTPRoute canary weights per canary revision
 	phases   []vigilv1.RolloutPhase
 	consumed map[string][]metav1.Time // consumedAt values per Approval
 }
 
 func watchHistory(t *testing.T, ro *vigilv1.Rollout) *history {
-	h := &history{steps: map[string][]int32{}, weights: map[string][]int32{}, consumed: map[string][]metav1.Time{}}
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	appendNew := func(s []int32, v int32) []int32 {
-		if len(s) > 0 && s[len(s)-1] == v {
-			return s
-		}
-		return append(s, v)
-	}
-	var canary atomic.Value
-	canary.Store("")
-	watch := func(list client.ObjectList, on func(client.Object)) {
-		w, err := wc.Watch(ctx, list, client.InNamespace(ro.Namespace))
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-w.ResultChan():
-					if !ok {
-						return
-					}
-					if o, ok := ev.Object.(client.Object); ok {
-						h.mu.Lock()
-						on(o)
-						h.mu.Unlock()
-					}
-				}
+	h := &history{steps: map[string][]int32{}, consumed: map[string][]metav1.Time{}}
+	watchNamespace(t, ro.Namespace, &h.mu, func(o client.Object) {
+		switch o := o.(type) {
+		case *vigilv1.Rollout:
+			h.rollout(ro.Name, o)
+		case *vigilv1.Approval:
+			if c := o.Status.ConsumedAt; c != nil && !slices.ContainsFunc(h.consumed[o.Name], func(t metav1.Time) bool { return t.Equal(c) }) {
+				h.consumed[o.Name] = append(h.consumed[o.Name], *c)
 			}
-		}()
-	}
-	watch(&vigilv1.RolloutList{}, func(o client.Object) {
-		cur := o.(*vigilv1.Rollout)
-		if cur.Name != ro.Name {
-			return
 		}
-		st := cur.Status
-		if st.CanaryRevision != "" && st.CurrentStepIndex != nil {
-			canary.Store(st.CanaryRevision)
-			h.steps[st.CanaryRevision] = appendNew(h.steps[st.CanaryRevision], *st.CurrentStepIndex)
-		}
-		if len(h.phases) == 0 || h.phases[len(h.phases)-1] != st.Phase {
-			h.phases = append(h.phases, st.Phase)
-		}
-	})
-	watch(&vigilv1.ApprovalList{}, func(o client.Object) {
-		a := o.(*vigilv1.Approval)
-		if c := a.Status.ConsumedAt; c != nil && !slices.ContainsFunc(h.consumed[a.Name], func(t metav1.Time) bool { return t.Equal(c) }) {
-			h.consumed[a.Name] = append(h.consumed[a.Name], *c)
-		}
-	})
+	}, &vigilv1.RolloutList{}, &vigilv1.ApprovalList{})
 	return h
+}
+
+// rollout records one stored version of the Rollout.
+func (h *history) rollout(name string, cur *vigilv1.Rollout) {
+	if cur.Name != name {
+		return
+	}
+	st := cur.Status
+	if steps := h.steps[st.CanaryRevision]; st.CanaryRevision != "" && st.CurrentStepIndex != nil &&
+		(len(steps) == 0 || steps[len(steps)-1] != *st.CurrentStepIndex) {
+		h.steps[st.CanaryRevision] = append(steps, *st.CurrentStepIndex)
+	}
+	if len(h.phases) == 0 || h.phases[len(h.phases)-1] != st.Phase {
+		h.phases = append(h.phases, st.Phase)
+	}
 }
 
 // canaryRun rolls ro out to image and checks the end state every run must

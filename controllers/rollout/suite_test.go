@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -293,3 +294,42 @@ func newImage(t testing.TB, ro *vigilv1.Rollout, image string) {
 }
 
 func metricsOff() metricsserver.Options { return metricsserver.Options{BindAddress: "0"} }
+
+// watchNamespace calls on, under mu, for every version of the listed kinds
+// the API server stores in ns, until the test ends.
+func watchNamespace(t *testing.T, ns string, mu *sync.Mutex, on func(client.Object), lists ...client.ObjectList) {
+	t.Helper()
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, list := range lists {
+		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						return
+					}
+					if o, ok := ev.Object.(client.Object); ok {
+						mu.Lock()
+						on(o)
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+}
