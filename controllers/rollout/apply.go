@@ -122,7 +122,7 @@ func (r *Reconciler) createReplicaSet(ctx context.Context, s *scope, revision st
 		return nil // adopted: the next reconcile sees it in the cache
 	}
 	st := &s.rollout.Status
-	st.CollisionCount = ptr.To(ptrDeref(st.CollisionCount) + 1)
+	st.CollisionCount = ptr.To(ptr.Deref(st.CollisionCount, 0) + 1)
 	s.record(true, vigilv1.ReasonNameCollision, "Create", "ReplicaSet %s exists with another template; collision count is now %d", rs.Name, *st.CollisionCount)
 	return errCollision
 }

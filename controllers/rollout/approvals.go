@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
@@ -49,19 +50,9 @@ func (s *scope) decisions(revision string, step int32, decision vigilv1.Approval
 		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
 			return c
 		}
-		return compareStrings(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // distinctApprovers counts the people behind approvals. Until the admission

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -281,7 +282,7 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 	if s.checksum, err = templateChecksum(&ro.Spec.Template); err != nil {
 		return nil, err
 	}
-	s.revision = revisionHash(s.checksum, ptrDeref(ro.Status.CollisionCount))
+	s.revision = revisionHash(s.checksum, ptr.Deref(ro.Status.CollisionCount, 0))
 	for _, rs := range s.sets {
 		if rs.Annotations[vigilv1.AnnotationTemplateChecksum] == s.checksum {
 			s.revision = revisionOf(rs)
@@ -298,13 +299,6 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 		return r.observeGateway(ctx, s, tr.GatewayAPI)
 	}
 	return nil, nil
-}
-
-func ptrDeref(p *int32) int32 {
-	if p == nil {
-		return 0
-	}
-	return *p
 }
 
 // observeGateway reads the HTTPRoute and the two Services.
