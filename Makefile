@@ -47,7 +47,7 @@ install-yaml: ## Print the whole install (config/default) as YAML
 test: ## Build missing tools, verify, then run every unit and envtest suite
 	@$(TOOLS) build
 	@hack/verify.sh
-	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test $(GO_TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: dev-cluster
 dev-cluster: ## Start a local control plane with kwok nodes; writes $(DEV_CLUSTER_DIR)/kubeconfig
@@ -60,4 +60,4 @@ dev-cluster-down: ## Stop every process the local control plane started
 .PHONY: bench
 bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	@$(TOOLS) build
-	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test -count=1 -run '^$$' -bench . -benchtime 5000x -benchmem -timeout 20m ./...
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 5000x -benchmem -timeout 20m ./...

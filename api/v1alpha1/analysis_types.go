@@ -124,7 +124,23 @@ type Metric struct {
 	// dryRun measures and shows the metric but never lets it decide.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+
+	// noDataOutcome is the outcome of a query that returns no samples (an
+	// empty vector): Unknown (retried like a timeout) or Inconclusive. It is
+	// never Successful.
+	// +optional
+	// +kubebuilder:default=Unknown
+	NoDataOutcome NoDataOutcome `json:"noDataOutcome,omitempty"`
 }
+
+// NoDataOutcome is what an empty answer counts as.
+// +kubebuilder:validation:Enum=Unknown;Inconclusive
+type NoDataOutcome string
+
+const (
+	NoDataUnknown      NoDataOutcome = "Unknown"
+	NoDataInconclusive NoDataOutcome = "Inconclusive"
+)
 
 // MetricProvider selects where a metric comes from; prometheus is the only one.
 type MetricProvider struct {
@@ -139,6 +155,7 @@ type PrometheusProvider struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^\\\\s/]+')",message="address must be an http:// or https:// URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^https?://[^/]*@')",message="address must not carry credentials; use basicAuth or bearerTokenSecret"
 	Address string `json:"address"`
 
 	// query is a PromQL template; {{args.NAME}} is replaced by an escaped
@@ -147,6 +164,11 @@ type PrometheusProvider struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=8192
 	Query string `json:"query"`
+
+	// range runs the query over a time window and reduces each series to one
+	// value; without it the query is an instant query.
+	// +optional
+	Range *RangeQuery `json:"range,omitempty"`
 
 	// timeout of one query; past it the measurement is Unknown.
 	// +optional
@@ -172,6 +194,35 @@ type PrometheusProvider struct {
 	// +kubebuilder:validation:MaxItems=16
 	Headers []HTTPHeader `json:"headers,omitempty"`
 }
+
+// RangeQuery runs a PromQL range query ending at the measurement time.
+type RangeQuery struct {
+	// window is how far back the range reaches.
+	// +required
+	Window Duration `json:"window"`
+
+	// step between the points of the range.
+	// +optional
+	// +kubebuilder:default="30s"
+	Step *Duration `json:"step,omitempty"`
+
+	// reduce turns each series' points into one value.
+	// +optional
+	// +kubebuilder:default=avg
+	Reduce RangeReduce `json:"reduce,omitempty"`
+}
+
+// RangeReduce is how a series' points become one value.
+// +kubebuilder:validation:Enum=avg;min;max;last;sum
+type RangeReduce string
+
+const (
+	ReduceAvg  RangeReduce = "avg"
+	ReduceMin  RangeReduce = "min"
+	ReduceMax  RangeReduce = "max"
+	ReduceLast RangeReduce = "last"
+	ReduceSum  RangeReduce = "sum"
+)
 
 // BasicAuth reads HTTP basic credentials from a Secret.
 type BasicAuth struct {

@@ -3,8 +3,10 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // AnalysisRunSpec is one instance of analysis: the resolved metrics and
-// arguments. It never changes after creation.
-// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an AnalysisRun's spec is immutable; create a new run instead"
+// arguments. It never changes after creation, except that it can be
+// terminated.
+// +kubebuilder:validation:XValidation:rule="self.metrics == oldSelf.metrics && (has(self.args) == has(oldSelf.args)) && (!has(self.args) || self.args == oldSelf.args) && (has(self.revision) == has(oldSelf.revision)) && (!has(self.revision) || self.revision == oldSelf.revision) && (has(self.rolloutRef) == has(oldSelf.rolloutRef)) && (!has(self.rolloutRef) || self.rolloutRef == oldSelf.rolloutRef)",message="an AnalysisRun's spec is immutable; create a new run instead"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.terminate) || !oldSelf.terminate || (has(self.terminate) && self.terminate)",message="a terminated AnalysisRun cannot be resumed; create a new run instead"
 type AnalysisRunSpec struct {
 	// rolloutRef names the Rollout the run judges.
 	// +optional
@@ -36,7 +38,9 @@ type AnalysisRunSpec struct {
 }
 
 // AnalysisVerdict is the outcome of a whole run or of one metric.
-// +kubebuilder:validation:Enum=Running;Successful;Failed;Inconclusive
+// Unknown means the Unknown budget (unknownLimit consecutive Unknown
+// measurements) was spent: there is no evidence either way.
+// +kubebuilder:validation:Enum=Running;Successful;Failed;Inconclusive;Unknown
 type AnalysisVerdict string
 
 const (
@@ -44,7 +48,13 @@ const (
 	AnalysisSuccessful   AnalysisVerdict = "Successful"
 	AnalysisFailed       AnalysisVerdict = "Failed"
 	AnalysisInconclusive AnalysisVerdict = "Inconclusive"
+	AnalysisUnknown      AnalysisVerdict = "Unknown"
 )
+
+// Finished tells whether the verdict is final.
+func (v AnalysisVerdict) Finished() bool {
+	return v != "" && v != AnalysisRunning
+}
 
 // MeasurementOutcome is the outcome of one measurement. Unknown (a timeout,
 // an error, NaN or an empty answer) is never a pass.
@@ -64,12 +74,15 @@ type Measurement struct {
 	Outcome MeasurementOutcome `json:"outcome"`
 	// value returned, as text.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Value string `json:"value,omitempty"`
 	// reason for an Unknown or Inconclusive outcome.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Reason string `json:"reason,omitempty"`
 	// query as sent, with arguments substituted.
 	// +optional
+	// +kubebuilder:validation:MaxLength=16384
 	Query string `json:"query,omitempty"`
 	// startedAt is when the query was sent.
 	StartedAt metav1.Time `json:"startedAt"`
@@ -102,6 +115,13 @@ type MetricResult struct {
 	// consecutiveUnknown is the current run of Unknown measurements.
 	// +optional
 	ConsecutiveUnknown int32 `json:"consecutiveUnknown,omitempty"`
+	// consecutiveSuccessful is the current run of Successful measurements.
+	// +optional
+	ConsecutiveSuccessful int32 `json:"consecutiveSuccessful,omitempty"`
+	// message explains the verdict.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 	// measurements, the most recent last; older ones are dropped past the
 	// retention bound but stay counted.
 	// +optional

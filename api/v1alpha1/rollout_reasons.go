@@ -9,6 +9,9 @@ const (
 	LabelRollout = "vigil.dev/rollout"
 	// AnnotationRevision is the ReplicaSet's revision number within its Rollout.
 	AnnotationRevision = "vigil.dev/revision"
+	// LabelAnalysis says what an AnalysisRun of a Rollout is for: the step
+	// index, or "background".
+	LabelAnalysis = "vigil.dev/analysis"
 	// AnnotationTemplateChecksum is the SHA-256 of the pod template a
 	// ReplicaSet was made from; it tells adoption from a name collision.
 	AnnotationTemplateChecksum = "vigil.dev/template-checksum"
@@ -32,4 +35,10 @@ const (
 	ReasonWriteUnknown       = "WriteUnknown"
 	ReasonInvariantViolated  = "InvariantViolated"
 	ReasonNameCollision      = "NameCollision"
+	ReasonAnalysisStarted    = "AnalysisStarted"
+	ReasonAnalysisPassed     = "AnalysisPassed"
+	ReasonAnalysisFailed     = "AnalysisFailed"
+	ReasonAnalysisPaused     = "AnalysisPaused"
+	ReasonAnalysisRetry      = "AnalysisRetry"
+	ReasonAnalysisInvalid    = "AnalysisInvalid"
 )

@@ -361,6 +361,16 @@ type RolloutStatus struct {
 	// +optional
 	PendingApproval *PendingApproval `json:"pendingApproval,omitempty"`
 
+	// analysis is the analysis of the current step, or the last one the
+	// canary ran: its AnalysisRun, verdict and the measurements that decided
+	// it.
+	// +optional
+	Analysis *RolloutAnalysis `json:"analysis,omitempty"`
+
+	// backgroundAnalysis is the analysis that runs for the whole canary.
+	// +optional
+	BackgroundAnalysis *RolloutAnalysis `json:"backgroundAnalysis,omitempty"`
+
 	// releaseRecord names the ReleaseRecord of the current revision.
 	// +optional
 	ReleaseRecord string `json:"releaseRecord,omitempty"`
@@ -403,6 +413,52 @@ type RollbackStatus struct {
 	StartedAt metav1.Time `json:"startedAt"`
 	// step the canary had reached.
 	Step int32 `json:"step"`
+}
+
+// RolloutAnalysis summarises one AnalysisRun of the canary.
+type RolloutAnalysis struct {
+	// run is the AnalysisRun's name.
+	// +kubebuilder:validation:MaxLength=253
+	Run string `json:"run"`
+	// revision the run judges.
+	// +kubebuilder:validation:MaxLength=63
+	Revision string `json:"revision"`
+	// step is the analysis step's index; unset for background analysis.
+	// +optional
+	Step *int32 `json:"step,omitempty"`
+	// attempt counts the runs of this analysis for this revision and step:
+	// a Retry, or an Approval after a pause, starts the next attempt.
+	// +kubebuilder:validation:Minimum=0
+	Attempt int32 `json:"attempt"`
+	// verdict of the run, as last observed.
+	// +optional
+	Verdict AnalysisVerdict `json:"verdict,omitempty"`
+	// message explains the verdict.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// measurements that decided the verdict, the most recent last.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	Measurements []DecidingMeasurement `json:"measurements,omitempty"`
+}
+
+// DecidingMeasurement is a measurement shown on the Rollout.
+type DecidingMeasurement struct {
+	// metric measured.
+	Metric string `json:"metric"`
+	// outcome of the measurement.
+	Outcome MeasurementOutcome `json:"outcome"`
+	// value returned, as text.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Value string `json:"value,omitempty"`
+	// reason for the outcome.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
+	// time the measurement was taken.
+	Time metav1.Time `json:"time"`
 }
 
 // PendingApproval describes an approval step that is waiting.

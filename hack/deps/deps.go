@@ -8,13 +8,9 @@ package deps
 
 import (
 	_ "github.com/argoproj/argo-cd/gitops-engine/pkg/sync"
-	_ "github.com/cenkalti/backoff/v4"
 	_ "github.com/go-git/go-git/v5"
-	_ "github.com/google/cel-go/cel"
 	_ "github.com/google/go-containerregistry/pkg/registry"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
 	_ "github.com/in-toto/attestation/go/predicates/provenance/v1"
-	_ "github.com/prometheus/client_golang/api/prometheus/v1"
-	_ "github.com/prometheus/common/config"
 	_ "github.com/sigstore/sigstore-go/pkg/verify"
 )
