@@ -34,8 +34,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer exporter.Close()
-	exporter.Set("healthy", "v2", 200, 0.001)
-	exporter.Set("spike", "v2", 200, 0.05)
+	exporter.Set("healthy", "v2", 2000, 0.001)
+	exporter.Set("spike", "v2", 2000, 0.05)
 	if prom, err = promtest.Start([]string{exporter.Addr}, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

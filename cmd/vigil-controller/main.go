@@ -22,6 +22,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controllers/analysisrun"
 	"github.com/vigil-dev/vigil/controllers/rollout"
 )
 
@@ -149,6 +151,15 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
+	}
+	ar := &analysisrun.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("vigil-analysisrun"),
+		Coalescer: analysis.NewCoalescer(),
+	}
+	if err := ar.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the AnalysisRun controller: %w", err)
 	}
 	return nil
 }
