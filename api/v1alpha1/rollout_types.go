@@ -382,7 +382,7 @@ type RolloutStatus struct {
 }
 
 // RollbackTrigger names what started a rollback.
-// +kubebuilder:validation:Enum=Rejected;ProgressDeadlineExceeded;AnalysisFailed;Drill
+// +kubebuilder:validation:Enum=Rejected;ProgressDeadlineExceeded;AnalysisFailed;AnalysisInconclusive;AnalysisUnknown;Drill
 type RollbackTrigger string
 
 const (
@@ -393,6 +393,12 @@ const (
 	RollbackTriggerProgressDeadline RollbackTrigger = "ProgressDeadlineExceeded"
 	// RollbackTriggerAnalysisFailed is a failed analysis.
 	RollbackTriggerAnalysisFailed RollbackTrigger = "AnalysisFailed"
+	// RollbackTriggerAnalysisInconclusive is an Inconclusive analysis whose
+	// policy is Rollback.
+	RollbackTriggerAnalysisInconclusive RollbackTrigger = "AnalysisInconclusive"
+	// RollbackTriggerAnalysisUnknown is an analysis that spent its Unknown
+	// budget, whose policy is Rollback.
+	RollbackTriggerAnalysisUnknown RollbackTrigger = "AnalysisUnknown"
 	// RollbackTriggerDrill is a live RollbackDrill.
 	RollbackTriggerDrill RollbackTrigger = "Drill"
 )

@@ -87,6 +87,14 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		if err := r.Patch(ctx, route, client.MergeFromWithOptions(s.gateway.route, lock)); err != nil {
 			return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", route.Name, c.weight, err)
 		}
+	case createAnalysisRun:
+		return r.createRun(ctx, s, c.run)
+	case terminateAnalysisRun:
+		run := c.run.DeepCopy()
+		run.Spec.Terminate = true
+		if err := r.Patch(ctx, run, client.MergeFromWithOptions(c.run, lock)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("terminating AnalysisRun %s: %w", run.Name, err)
+		}
 	case consumeApproval:
 		a := c.approval.DeepCopy()
 		a.Status.ConsumedAt = ptr.To(metav1.NewTime(s.now))

@@ -116,13 +116,12 @@ func TestOldRevisionsBeyondTheHistoryLimitAreDeleted(t *testing.T) {
 	}, 10*time.Second).Should(Succeed())
 }
 
-func TestAnalysisStepsAreRefusedNotIgnored(t *testing.T) {
+func TestProvenanceIsRefusedNotIgnored(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	startManager(t, nil)
-	ro := newRollout(ns, "analysed", 2, "app:v1", weightStep(20), vigilv1.CanaryStep{Analysis: &vigilv1.AnalysisStep{
-		Templates: []vigilv1.AnalysisTemplateRef{{Name: "error-rate"}},
-	}})
+	ro := newRollout(ns, "verified", 2, "app:v1", weightStep(20))
+	ro.Spec.Provenance = &vigilv1.ProvenanceGate{PolicyRef: vigilv1.LocalObjectReference{Name: "signed"}}
 	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ro)
@@ -130,7 +129,7 @@ func TestAnalysisStepsAreRefusedNotIgnored(t *testing.T) {
 		stalled := findCondition(cur, vigilv1.ConditionStalled)
 		g.Expect(stalled).NotTo(BeNil())
 		g.Expect(stalled.Reason).To(Equal(vigilv1.ReasonUnsupported))
-		g.Expect(stalled.Message).To(ContainSubstring("step 1 is an analysis step"))
+		g.Expect(stalled.Message).To(ContainSubstring("provenance.policyRef is set"))
 	}, 10*time.Second).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(replicaSets(g, ro)).To(BeEmpty())

@@ -42,6 +42,8 @@ import (
 // +kubebuilder:rbac:groups=vigil.dev,resources=rollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=vigil.dev,resources=approvals,verbs=get;list;watch
 // +kubebuilder:rbac:groups=vigil.dev,resources=approvals/status,verbs=patch
+// +kubebuilder:rbac:groups=vigil.dev,resources=analysisruns,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=vigil.dev,resources=analysistemplates;clusteranalysistemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;patch
@@ -74,6 +76,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&vigilv1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
+		Owns(&vigilv1.AnalysisRun{}).
 		Watches(&vigilv1.Approval{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			a := o.(*vigilv1.Approval)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.RolloutRef.Name}}}
@@ -217,14 +220,6 @@ func filterGate(vs []violation) []violation {
 // cannot do yet, rather than ignoring the request.
 func unsupported(ro *vigilv1.Rollout, gatewayAPI bool) *stall {
 	c := ro.Spec.Strategy.Canary
-	for i, step := range c.Steps {
-		if step.Analysis != nil {
-			return &stall{vigilv1.ReasonUnsupported, fmt.Sprintf("step %d is an analysis step, which this version of Vigil cannot run yet; the Rollout is held so no step is skipped", i)}
-		}
-	}
-	if c.Analysis != nil {
-		return &stall{vigilv1.ReasonUnsupported, "background analysis is set, which this version of Vigil cannot run yet; the Rollout is held"}
-	}
 	if ro.Spec.Provenance != nil {
 		return &stall{vigilv1.ReasonUnsupported, "provenance.policyRef is set, but this version of Vigil cannot verify images yet; no revision is rolled out unverified"}
 	}
@@ -294,6 +289,10 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 		return nil, fmt.Errorf("listing Approvals: %w", err)
 	}
 	s.approvals = approvals.Items
+
+	if err := r.observeAnalysisRuns(ctx, s); err != nil {
+		return nil, err
+	}
 
 	if tr := c.TrafficRouting; tr != nil && tr.GatewayAPI != nil {
 		return r.observeGateway(ctx, s, tr.GatewayAPI)

@@ -95,6 +95,8 @@ func decideRolledBack(s *scope) {
 		s.decided = true
 		st.Rollback = nil
 		st.PendingApproval = nil
+		// The retry runs every analysis afresh, as new attempts.
+		st.Analysis, st.BackgroundAnalysis = nil, nil
 		st.CurrentStepIndex = ptr.To(int32(0))
 		st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
 		s.record(false, vigilv1.ReasonRetryApproved, "Retry", "Approval %s retries revision %s from step 0", a.Name, st.CanaryRevision)
@@ -123,16 +125,26 @@ func decideStep(s *scope, converged bool) {
 		rollback(s, vigilv1.RollbackTriggerRejected, fmt.Sprintf("Approval %s rejected it: %s", rejects[0].Name, rejects[0].Spec.Reason))
 		return
 	}
+	if decideBackground(s, i) {
+		return
+	}
 	if !converged {
 		waitForPods(s, i)
 		return
 	}
 	if int(i) >= len(steps) {
+		if ok, why := backgroundHasEvidence(s); !ok {
+			st.PendingApproval = nil
+			setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s passed every step; promotion waits for evidence: %s", st.CanaryRevision, why)
+			return
+		}
 		promote(s)
 		return
 	}
 	step := steps[i]
 	switch {
+	case step.Analysis != nil:
+		decideAnalysisStep(s, i)
 	case step.SetWeight != nil:
 		advance(s, i+1)
 	case step.Pause != nil && step.Pause.Duration != nil:

@@ -157,6 +157,18 @@ func gateUnmet(s *scope, before *vigilv1.RolloutStatus, converged bool) string {
 	}
 	step := s.steps()[from]
 	switch {
+	case step.Analysis != nil:
+		// The run itself must say Successful: the Rollout's own copy of the
+		// verdict is not evidence.
+		a := before.Analysis
+		if a == nil || a.Step == nil || *a.Step != from || a.Revision != before.CanaryRevision {
+			return "no analysis ran for it"
+		}
+		run := s.runs[a.Run]
+		if run == nil || run.Status.Verdict != vigilv1.AnalysisSuccessful {
+			return fmt.Sprintf("AnalysisRun %s is not Successful", a.Run)
+		}
+		return ""
 	case step.SetWeight != nil:
 		return "" // converged: its pods and traffic were in place
 	case step.Pause != nil && step.Pause.Duration != nil:

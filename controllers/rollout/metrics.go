@@ -76,6 +76,10 @@ func (k changeKind) String() string {
 		return "ConsumeApproval"
 	case deleteReplicaSet:
 		return "DeleteReplicaSet"
+	case createAnalysisRun:
+		return "CreateAnalysisRun"
+	case terminateAnalysisRun:
+		return "TerminateAnalysisRun"
 	}
 	return "Unknown"
 }

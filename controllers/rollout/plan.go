@@ -18,6 +18,8 @@ const (
 	setWeight
 	consumeApproval
 	deleteReplicaSet
+	createAnalysisRun
+	terminateAnalysisRun
 )
 
 // change is one write that brings the world closer to the status. The
@@ -30,12 +32,17 @@ type change struct {
 	revision string
 	weight   int32 // canary weight of the HTTPRoute
 	approval *vigilv1.Approval
+	run      *vigilv1.AnalysisRun // created or terminated
 }
 
-// traffic reports whether a change moves traffic or pods; approvals and
-// history clean-up do not.
+// traffic reports whether a change moves traffic or pods; approvals,
+// analysis and history clean-up do not.
 func (c change) traffic() bool {
-	return c.kind != consumeApproval && c.kind != deleteReplicaSet
+	switch c.kind {
+	case consumeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun:
+		return false
+	}
+	return true
 }
 
 // plan lists the writes that make the world match the status, in a safe
@@ -52,6 +59,7 @@ func plan(s *scope) []change {
 		out = planRatio(s)
 	}
 	out = append(out, planApprovals(s)...)
+	out = append(out, planAnalysis(s)...)
 	return append(out, planHistory(s)...)
 }
 

@@ -101,8 +101,8 @@ func newReplicaSet(ro *vigilv1.Rollout, revision, checksum string, number int64,
 }
 
 // ownedBy tells whether the Rollout is the ReplicaSet's controller.
-func ownedBy(rs *appsv1.ReplicaSet, ro *vigilv1.Rollout) bool {
-	ref := metav1.GetControllerOf(rs)
+func ownedBy(o metav1.Object, ro *vigilv1.Rollout) bool {
+	ref := metav1.GetControllerOf(o)
 	return ref != nil && ref.UID == ro.UID
 }
 

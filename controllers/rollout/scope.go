@@ -29,6 +29,12 @@ type scope struct {
 	sets []*appsv1.ReplicaSet
 	// approvals are the Approvals that name the Rollout.
 	approvals []vigilv1.Approval
+	// runs are the AnalysisRuns the Rollout owns, by name.
+	runs map[string]*vigilv1.AnalysisRun
+	// runSpecs are the AnalysisRuns the status wants that do not exist yet,
+	// resolved from their templates; runErrors say why one could not be.
+	runSpecs  map[string]*vigilv1.AnalysisRun
+	runErrors map[string]error
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +29,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/analysisrun"
+	"github.com/vigil-dev/vigil/hack/promtest"
 	"github.com/vigil-dev/vigil/hack/testenv"
 )
 
@@ -38,14 +42,28 @@ var (
 	k8s    client.Client // uncached, for the tests' own reads and writes
 )
 
+// The suite's Prometheus scrapes an exporter the tests set error rates on.
+var (
+	exporter *promtest.Exporter
+	prom     *promtest.Server
+)
+
 func TestMain(m *testing.M) {
 	gatewayCRD, err := testenv.GatewayAPICRDs()
 	if err != nil {
 		fmt.Println(err)
-		return
+		os.Exit(1)
 	}
 	ctrl.SetLogger(logr.Discard())
-	testenv.Main(m, func(c *rest.Config) error {
+	if exporter, err = promtest.NewExporter(); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	if prom, err = promtest.Start([]string{exporter.Addr}, os.Stderr); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	testenv.Main(withCleanup{m, func() { _ = prom.Stop(); _ = exporter.Close() }}, func(c *rest.Config) error {
 		cfg = c
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install} {
 			if err := add(scheme); err != nil {
@@ -57,7 +75,18 @@ func TestMain(m *testing.M) {
 	}, gatewayCRD)
 }
 
-// startManager runs the Rollout controller in a fresh manager, as the real
+// withCleanup runs cleanup after the tests, before testenv.Main exits.
+type withCleanup struct {
+	m       *testing.M
+	cleanup func()
+}
+
+func (w withCleanup) Run() int {
+	defer w.cleanup()
+	return w.m.Run()
+}
+
+// startManager runs the Rollout and AnalysisRun controllers in a fresh manager, as the real
 // binary does, until the returned function stops it. wrap, when set, wraps
 // the manager's HTTP transport (fault injection).
 func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) (stop func()) {
@@ -84,6 +113,10 @@ func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) 
 	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), GatewayAPI: gw}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		t.Fatalf("setting up controller: %v", err)
+	}
+	ar := &analysisrun.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-analysisrun"), Coalescer: analysis.NewCoalescer()}
+	if err := ar.SetupWithManager(mgr); err != nil {
+		t.Fatalf("setting up the AnalysisRun controller: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -266,7 +299,7 @@ func waitPromoted(t testing.TB, ro *vigilv1.Rollout, timeout time.Duration) *vig
 	var out *vigilv1.Rollout
 	NewWithT(t).Eventually(func(g Gomega) {
 		out = get(g, ro)
-		g.Expect(out.Status.Phase).To(Equal(vigilv1.RolloutPhasePromoted))
+		g.Expect(out.Status.Phase).To(Equal(vigilv1.RolloutPhasePromoted), out.Status.Message)
 		g.Expect(out.Status.CanaryRevision).To(BeEmpty())
 		g.Expect(readyCondition(out)).To(Equal(metav1.ConditionTrue))
 		g.Expect(out.Status.ObservedGeneration).To(Equal(out.Generation))
