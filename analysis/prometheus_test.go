@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -259,4 +260,27 @@ func TestAuthenticationAndHeadersAreSent(t *testing.T) {
 	mu.Lock()
 	g.Expect(seen.Get("Authorization")).To(Equal("Basic dmlnaWw6cHc="))
 	mu.Unlock()
+}
+
+func TestTLSWithACAFromTheEndpoint(t *testing.T) {
+	g := NewWithT(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"0.001"]}}`)
+	}))
+	defer srv.Close()
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+
+	p, err := NewPrometheus(Endpoint{Address: srv.URL, CA: ca}, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	m := Measure(context.Background(), nil, p, Query{Text: "vector(1)", Timeout: time.Second}, slo, 0, time.Now)
+	g.Expect(m.Outcome).To(Equal(Successful), m.Reason)
+
+	// Without the CA the server is not trusted: Unknown, not a pass.
+	p, err = NewPrometheus(Endpoint{Address: srv.URL}, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+	m = Measure(context.Background(), nil, p, Query{Text: "vector(1)", Timeout: time.Second}, slo, 0, time.Now)
+	g.Expect(m.Outcome).To(Equal(Unknown))
+	g.Expect(m.Cause).To(Equal(CauseTransportError))
+	g.Expect(m.Reason).To(ContainSubstring("certificate"))
 }

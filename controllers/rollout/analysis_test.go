@@ -227,6 +227,7 @@ func TestPrometheusOutagePausesThenContinuesAfterApproval(t *testing.T) {
 			v2 := revisionOfImage(t, ro, "app:v2")
 			serve(t, "search", v2, 0.001)
 			outage.start(proxy)
+			promoted := neverPromoted(t, ns, ro, v2)
 			newImage(t, ro, "app:v2")
 
 			// Unknown measurements spend the budget, then the default
@@ -251,6 +252,8 @@ func TestPrometheusOutagePausesThenContinuesAfterApproval(t *testing.T) {
 				g.Expect(now.Status.StableRevision).NotTo(Equal(v2))
 				g.Expect(*now.Status.CurrentStepIndex).To(Equal(int32(1)))
 			}, 2*time.Second, 100*time.Millisecond).Should(Succeed())
+
+			g.Expect(promoted.Load()).To(BeFalse(), "no stored version of the Rollout promoted v2 during the outage")
 
 			// Prometheus recovers; an Approval of the step runs the analysis
 			// again, and this time it passes.
