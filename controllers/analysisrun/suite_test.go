@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testenv.Main(withCleanup{m, func() { _ = prom.Stop(); _ = exporter.Close() }}, func(c *rest.Config) error {
+	testenv.Main(promtest.WithCleanup(m, func() { _ = prom.Stop(); _ = exporter.Close() }), func(c *rest.Config) error {
 		cfg = c
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme} {
 			if err := add(scheme); err != nil {
@@ -58,17 +58,6 @@ func TestMain(m *testing.M) {
 		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 		return err
 	})
-}
-
-// withCleanup runs cleanup after the tests, before testenv.Main exits.
-type withCleanup struct {
-	m       *testing.M
-	cleanup func()
-}
-
-func (w withCleanup) Run() int {
-	defer w.cleanup()
-	return w.m.Run()
 }
 
 // startManager runs the AnalysisRun controller until the test ends or stop
@@ -165,12 +154,8 @@ func finished(t testing.TB, run *vigilv1.AnalysisRun, within time.Duration) *vig
 // waitForData waits until Prometheus can answer the error-rate query.
 func waitForData(t testing.TB) {
 	t.Helper()
-	p, err := analysis.NewPrometheus(analysis.Endpoint{Address: prom.URL}, 0)
-	if err != nil {
+	q, _ := analysis.Render(errorRate, map[string]string{"service": "healthy"})
+	if err := prom.WaitFor(q, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	q, _ := analysis.Render(errorRate, map[string]string{"service": "healthy"})
-	NewWithT(t).Eventually(func() analysis.Cause {
-		return analysis.Measure(context.Background(), nil, p, analysis.Query{Text: q, Timeout: time.Second}, analysis.Conditions{Success: "true"}, 0, time.Now).Cause
-	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(BeEmpty())
 }

@@ -61,17 +61,13 @@ func errorRateTemplate(t testing.TB, ns, name, address string, mutate ...func(*v
 func serve(t testing.TB, service, revision string, errorRatio float64) {
 	t.Helper()
 	exporter.Set(service, revision, 2000, errorRatio)
-	p, err := analysis.NewPrometheus(analysis.Endpoint{Address: prom.URL}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	q, err := analysis.Render(errorRateQuery, map[string]string{"service": service, "revision": revision})
 	if err != nil {
 		t.Fatal(err)
 	}
-	NewWithT(t).Eventually(func() analysis.Cause {
-		return analysis.Measure(context.Background(), nil, p, analysis.Query{Text: q, Timeout: time.Second}, analysis.Conditions{Success: "true"}, 0, time.Now).Cause
-	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(BeEmpty())
+	if err := prom.WaitFor(q, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func analysisStep(template, service string) vigilv1.CanaryStep {

@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	testenv.Main(withCleanup{m, func() { _ = prom.Stop(); _ = exporter.Close() }}, func(c *rest.Config) error {
+	testenv.Main(promtest.WithCleanup(m, func() { _ = prom.Stop(); _ = exporter.Close() }), func(c *rest.Config) error {
 		cfg = c
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install} {
 			if err := add(scheme); err != nil {
@@ -73,17 +73,6 @@ func TestMain(m *testing.M) {
 		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 		return err
 	}, gatewayCRD)
-}
-
-// withCleanup runs cleanup after the tests, before testenv.Main exits.
-type withCleanup struct {
-	m       *testing.M
-	cleanup func()
-}
-
-func (w withCleanup) Run() int {
-	defer w.cleanup()
-	return w.m.Run()
 }
 
 // startManager runs the Rollout and AnalysisRun controllers in a fresh manager, as the real

@@ -23,8 +23,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 )
 
 // Binary locates the prometheus binary: $VIGIL_PROMETHEUS, which `make
@@ -121,6 +124,48 @@ scrape_configs:
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// WaitFor waits until query answers with at least one sample, that is
+// until the server has scraped enough to answer it.
+func (s *Server) WaitFor(query string, timeout time.Duration) error {
+	client, err := api.NewClient(api.Config{Address: s.URL})
+	if err != nil {
+		return err
+	}
+	papi := promv1.NewAPI(client)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		v, _, err := papi.Query(ctx, query, time.Now())
+		if vec, ok := v.(model.Vector); err == nil && ok && len(vec) > 0 {
+			return nil
+		}
+		if s, ok := v.(*model.Scalar); err == nil && ok && s != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no answer to %s within %s (last error: %v)", query, timeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// WithCleanup wraps a testing.M so that cleanup runs after the tests, for
+// TestMain functions that hand m to testenv.Main, which exits.
+func WithCleanup(m interface{ Run() int }, cleanup func()) interface{ Run() int } {
+	return withCleanup{m, cleanup}
+}
+
+type withCleanup struct {
+	m       interface{ Run() int }
+	cleanup func()
+}
+
+func (w withCleanup) Run() int {
+	defer w.cleanup()
+	return w.m.Run()
 }
 
 // Stop kills the server and removes its data.
