@@ -47,7 +47,7 @@ func (c *Coalescer) Query(ctx context.Context, p *Prometheus, q Query, window ti
 		v, err = p.Query(ctx, q, now)
 		return v, false, err
 	}
-	k := coalesceKey{endpoint: p.endpoint.Key(), query: q.Text, window: window, bucket: now.UnixNano() / int64(window)}
+	k := coalesceKey{endpoint: p.key, query: q.Text, window: window, bucket: now.UnixNano() / int64(window)}
 	if q.Range != nil {
 		k.rng = *q.Range
 	}

@@ -114,7 +114,7 @@ func (c Conditions) Evaluate(v Value) (Outcome, Cause, string) {
 		}
 		return Unknown, CauseNoData, "the query returned no data"
 	}
-	if !finite(v) {
+	if anyNaN(v) {
 		return Unknown, CauseNaN, "the query returned NaN"
 	}
 	vars := map[string]any{"results": v.Samples}

@@ -94,6 +94,9 @@ func formatFloat(f float64) string {
 type Prometheus struct {
 	api      promv1.API
 	endpoint Endpoint
+	// key is endpoint.Key(), computed once: the coalescer needs it for
+	// every query.
+	key string
 }
 
 // NewPrometheus makes a client for e whose answers are limited to maxBytes
@@ -136,7 +139,7 @@ func NewPrometheus(e Endpoint, maxBytes int64) (*Prometheus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: %w", e, err)
 	}
-	return &Prometheus{api: promv1.NewAPI(client), endpoint: e}, nil
+	return &Prometheus{api: promv1.NewAPI(client), endpoint: e, key: e.Key()}, nil
 }
 
 // Endpoint is the server the client queries.
@@ -331,12 +334,8 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// finite reports whether every sample is a number (not NaN).
-func finite(v Value) bool {
-	for _, f := range v.Samples {
-		if math.IsNaN(f) {
-			return false
-		}
-	}
-	return true
+// anyNaN reports whether a sample is NaN (0/0, say: an error ratio with
+// no requests).
+func anyNaN(v Value) bool {
+	return slices.ContainsFunc(v.Samples, math.IsNaN)
 }

@@ -101,14 +101,16 @@ func (t Tally) Final(l Limits) (Verdict, string) {
 // is Successful once every metric is.
 func Combine(verdicts []Verdict) Verdict {
 	worst := Passed
-	rank := map[Verdict]int{Passed: 0, Running: 1, NoEvidence: 2, Undecided: 3, NotPassed: 4}
 	for _, v := range verdicts {
-		if rank[v] > rank[worst] {
+		if verdictRank[v] > verdictRank[worst] {
 			worst = v
 		}
 	}
 	return worst
 }
+
+// verdictRank orders verdicts from best to worst.
+var verdictRank = map[Verdict]int{Passed: 0, Running: 1, NoEvidence: 2, Undecided: 3, NotPassed: 4}
 
 // RetryDelay is how long to wait before measuring again after n Unknown
 // measurements in a row: an exponential backoff from one second (or the

@@ -142,7 +142,7 @@ func (r *Reconciler) step(ctx context.Context, run *vigilv1.AnalysisRun, now tim
 	wg.Wait()
 	for i, d := range dues {
 		record(d.metric, d.result, taken[i])
-		observe(d.metric, taken[i])
+		observe(taken[i])
 		if d.result.Verdict.Finished() {
 			continue
 		}

@@ -45,7 +45,7 @@ func init() {
 }
 
 // observe counts one measurement.
-func observe(_ *vigilv1.Metric, m analysis.Measurement) {
+func observe(m analysis.Measurement) {
 	measurements.WithLabelValues(provider, string(m.Outcome)).Inc()
 	if m.Outcome == analysis.Unknown {
 		unknowns.WithLabelValues(provider, string(m.Cause)).Inc()

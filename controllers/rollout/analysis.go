@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -60,11 +61,6 @@ func newAnalysis(s *scope, step *int32) *vigilv1.RolloutAnalysis {
 		Run: runName(s.rollout, rev, key, attempt), Revision: rev, Step: step,
 		Attempt: attempt, Verdict: vigilv1.AnalysisRunning,
 	}
-}
-
-// nextAttempt is the bookkeeping of the analysis' next attempt.
-func nextAttempt(s *scope, a *vigilv1.RolloutAnalysis) *vigilv1.RolloutAnalysis {
-	return newAnalysis(s, a.Step)
 }
 
 // analysisKey names what an analysis is for, in messages.
@@ -155,7 +151,7 @@ func observeAnalysis(s *scope, a *vigilv1.RolloutAnalysis) (finished bool) {
 			reason = vigilv1.ReasonAnalysisPassed
 		}
 		s.record(warning, reason, "Analyze", "%s of revision %s: %s (AnalysisRun %s): %s%s",
-			capitalize(analysisKey(a)), a.Revision, a.Verdict, a.Run, a.Message, measurementsText(a))
+			capitalize(analysisKey(a)), a.Revision, a.Verdict, a.Run, a.Message, withMeasurements(a))
 	}
 	return a.Verdict.Finished()
 }
@@ -164,23 +160,29 @@ func capitalize(s string) string {
 	if s == "" {
 		return s
 	}
-	return string(s[0]-'a'+'A') + s[1:]
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// measurementsText lists the deciding measurements for an Event.
+// measurementsText lists the deciding measurements, as "metric=value
+// (outcome)", for Events and messages.
 func measurementsText(a *vigilv1.RolloutAnalysis) string {
-	out := ""
-	for i, m := range a.Measurements {
-		if i == 0 {
-			out = "; measurements:"
-		}
+	parts := make([]string, 0, len(a.Measurements))
+	for _, m := range a.Measurements {
 		v := m.Value
 		if v == "" {
 			v = m.Reason
 		}
-		out += fmt.Sprintf(" %s=%s (%s)", m.Metric, v, m.Outcome)
+		parts = append(parts, fmt.Sprintf("%s=%s (%s)", m.Metric, v, m.Outcome))
 	}
-	return out
+	return strings.Join(parts, " ")
+}
+
+// withMeasurements appends the deciding measurements to a message.
+func withMeasurements(a *vigilv1.RolloutAnalysis) string {
+	if len(a.Measurements) == 0 {
+		return ""
+	}
+	return "; measurements: " + measurementsText(a)
 }
 
 // actOnVerdict applies the Rollout's policy to a bad verdict of a, at step
@@ -195,16 +197,16 @@ func actOnVerdict(s *scope, a **vigilv1.RolloutAnalysis, i int32) {
 	}
 	switch action {
 	case vigilv1.RollbackActionRollback:
-		rollback(s, trigger(cur.Verdict), fmt.Sprintf("%s was %s: %s%s", analysisKey(cur), cur.Verdict, cur.Message, measurementsText(cur)))
+		rollback(s, trigger(cur.Verdict), fmt.Sprintf("%s was %s: %s%s", analysisKey(cur), cur.Verdict, cur.Message, withMeasurements(cur)))
 	case vigilv1.RollbackActionRetry:
-		*a = nextAttempt(s, cur)
+		*a = newAnalysis(s, cur.Step)
 		s.decided = true
 		s.record(false, vigilv1.ReasonAnalysisRetry, "Retry", "%s was %s; running it again as AnalysisRun %s", capitalize(analysisKey(cur)), cur.Verdict, (*a).Run)
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d: %s retried", st.CanaryRevision, i, analysisKey(cur))
 	default:
 		if approvals := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalApprove); len(approvals) > 0 {
 			s.use(approvals[0])
-			*a = nextAttempt(s, cur)
+			*a = newAnalysis(s, cur.Step)
 			s.decided = true
 			st.PendingApproval = nil
 			s.record(false, vigilv1.ReasonAnalysisRetry, "Retry", "Approval %s runs the %s again as AnalysisRun %s", approvals[0].Name, analysisKey(cur), (*a).Run)
@@ -260,7 +262,7 @@ func waitForAnalysis(s *scope, a *vigilv1.RolloutAnalysis, i int32) {
 	}
 	msg := "running"
 	if len(a.Measurements) > 0 {
-		msg = "running; latest:" + measurementsText(a)[len("; measurements:"):]
+		msg = "running; latest: " + measurementsText(a)
 	}
 	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d: %s %s", st.CanaryRevision, i, analysisKey(a), msg)
 }

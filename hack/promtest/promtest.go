@@ -141,7 +141,7 @@ func (s *Server) WaitFor(query string, timeout time.Duration) error {
 		if vec, ok := v.(model.Vector); err == nil && ok && len(vec) > 0 {
 			return nil
 		}
-		if s, ok := v.(*model.Scalar); err == nil && ok && s != nil {
+		if sc, ok := v.(*model.Scalar); err == nil && ok && sc != nil {
 			return nil
 		}
 		select {
