@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -75,62 +73,27 @@ func TestMain(m *testing.M) {
 	}, gatewayCRD)
 }
 
-// startManager runs the Rollout and AnalysisRun controllers in a fresh manager, as the real
-// binary does, until the returned function stops it. wrap, when set, wraps
-// the manager's HTTP transport (fault injection).
+// startManager runs the Rollout and AnalysisRun controllers in a fresh
+// manager, as the real binary does, until the returned function stops it.
+// wrap, when set, wraps the manager's HTTP transport (fault injection).
 func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) (stop func()) {
 	t.Helper()
-	c := rest.CopyConfig(cfg)
-	c.QPS, c.Burst = 500, 1000
-	if wrap != nil {
-		c.WrapTransport = wrap
-	}
-	mgr, err := ctrl.NewManager(c, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("creating manager: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	gw, err := GatewayAPIServed(mgr.GetRESTMapper())
-	if err != nil || !gw {
-		t.Fatalf("the test API server should serve HTTPRoutes: %v", err)
-	}
-	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), GatewayAPI: gw}
-	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		t.Fatalf("setting up controller: %v", err)
-	}
-	ar := &analysisrun.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-analysisrun"), Coalescer: analysis.NewCoalescer()}
-	if err := ar.SetupWithManager(mgr); err != nil {
-		t.Fatalf("setting up the AnalysisRun controller: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once atomic.Bool
-	stop = func() {
-		if once.CompareAndSwap(false, true) {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager stopped with: %v", err)
-			}
+	return testenv.StartManager(t, cfg, scheme, wrap, func(ctx context.Context, mgr ctrl.Manager) error {
+		gw, err := GatewayAPIServed(mgr.GetRESTMapper())
+		if err != nil || !gw {
+			return fmt.Errorf("the test API server should serve HTTPRoutes (%v)", err)
 		}
-	}
-	t.Cleanup(stop)
-	return stop
+		r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), GatewayAPI: gw}
+		if err := r.SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
+		ar := &analysisrun.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-analysisrun"), Coalescer: analysis.NewCoalescer()}
+		return ar.SetupWithManager(mgr)
+	})
 }
 
 // newNamespace makes a namespace for one test.
-func newNamespace(t testing.TB) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rollout-test-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	return ns.Name
-}
+func newNamespace(t testing.TB) string { return testenv.Namespace(t, k8s, "rollout-test") }
 
 // kubelet stands in for the kubelet and the ReplicaSet controller, which
 // envtest does not run: whenever a ReplicaSet in ns that ready accepts (nil

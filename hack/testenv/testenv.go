@@ -3,16 +3,28 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 // Start starts the API server and returns its config and a function that
@@ -66,4 +78,55 @@ func run(m interface{ Run() int }, setup func(*rest.Config) error, extraCRDs []s
 		return 1
 	}
 	return m.Run()
+}
+
+// StartManager runs a fresh controller manager against cfg, as the real
+// binary does but without metrics or probe listeners, until the test ends
+// or the returned stop is called. wrap, when set, wraps the manager's HTTP
+// transport (fault injection); setup registers the controllers under test.
+func StartManager(t testing.TB, cfg *rest.Config, scheme *kruntime.Scheme, wrap func(http.RoundTripper) http.RoundTripper,
+	setup func(context.Context, ctrl.Manager) error) (stop func()) {
+	t.Helper()
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = 500, 1000
+	if wrap != nil {
+		c.WrapTransport = wrap
+	}
+	mgr, err := ctrl.NewManager(c, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatalf("creating manager: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := setup(ctx, mgr); err != nil {
+		cancel()
+		t.Fatalf("setting up controllers: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once atomic.Bool
+	stop = func() {
+		if once.CompareAndSwap(false, true) {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager stopped with: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Namespace creates a namespace named prefix-<random> for one test.
+func Namespace(t testing.TB, c client.Client, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	return ns.Name
 }
