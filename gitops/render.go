@@ -1,0 +1,261 @@
+package gitops
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/konfig"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// hookAnnotation marks an Argo CD hook, which Vigil does not run.
+const hookAnnotation = "argocd.argoproj.io/hook"
+
+// Render turns the directory dir of fs into objects: with kustomize when dir
+// holds a kustomization, otherwise every .yaml, .yml and .json file under
+// dir, in path order. Kustomize runs with builtin plugins only (no exec or
+// Go plugins, no helm), loads files only from within each kustomization's
+// root, and every file or base a kustomization names must be in the
+// repository: remote bases and URLs are refused before kustomize sees them.
+func Render(fs filesys.FileSystem, dir string, limits Limits) ([]*unstructured.Unstructured, error) {
+	dir = path.Join("/", dir)
+	if !fs.IsDir(dir) {
+		return nil, fail(ReasonRenderFailed, "path %s is not a directory of the repository", strings.TrimPrefix(dir, "/"))
+	}
+	var objs []*unstructured.Unstructured
+	var err error
+	if kustomization(fs, dir) != "" {
+		objs, err = renderKustomize(fs, dir)
+	} else {
+		objs, err = renderPlain(fs, dir, limits)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) > limits.Manifests {
+		return nil, limits.exceeded("objects rendered", int64(len(objs)), int64(limits.Manifests))
+	}
+	return objs, check(objs)
+}
+
+// kustomization is the kustomization file of dir, or "".
+func kustomization(fs filesys.FileSystem, dir string) string {
+	for _, name := range konfig.RecognizedKustomizationFileNames() {
+		if p := path.Join(dir, name); fs.Exists(p) && !fs.IsDir(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+func renderPlain(fs filesys.FileSystem, dir string, limits Limits) ([]*unstructured.Unstructured, error) {
+	var files []string
+	err := fs.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			if !info.IsDir() {
+				files = append(files, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(ReasonRenderFailed, "listing %s: %v", dir, err)
+	}
+	sort.Strings(files)
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		b, err := fs.ReadFile(f)
+		if err != nil {
+			return nil, fail(ReasonRenderFailed, "reading %s: %v", f, err)
+		}
+		got, err := decode(b, limits.Manifests-len(objs))
+		if err != nil {
+			return nil, fail(ReasonRenderFailed, "%s: %v", strings.TrimPrefix(f, "/"), err)
+		}
+		objs = append(objs, got...)
+	}
+	return objs, nil
+}
+
+// decode reads a stream of YAML or JSON documents, at most max objects;
+// List kinds are expanded. The YAML parser refuses alias expansion that
+// grows out of proportion to the document.
+func decode(b []byte, max int) ([]*unstructured.Unstructured, error) {
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var m map[string]any
+		if err := d.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if u.IsList() {
+			l, err := u.ToList()
+			if err != nil {
+				return nil, err
+			}
+			for i := range l.Items {
+				out = append(out, &l.Items[i])
+			}
+		} else {
+			out = append(out, u)
+		}
+		if len(out) > max {
+			return nil, fmt.Errorf("more objects than the limit allows")
+		}
+	}
+}
+
+func renderKustomize(fs filesys.FileSystem, dir string) ([]*unstructured.Unstructured, error) {
+	if err := checkKustomizations(fs); err != nil {
+		return nil, err
+	}
+	opts := krusty.MakeDefaultOptions()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+	opts.PluginConfig = types.DisabledPluginConfig()
+	rm, err := krusty.MakeKustomizer(opts).Run(fs, dir)
+	if err != nil {
+		return nil, fail(ReasonRenderFailed, "kustomize: %v", err)
+	}
+	objs := make([]*unstructured.Unstructured, 0, rm.Size())
+	for _, r := range rm.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, fail(ReasonRenderFailed, "kustomize: %v", err)
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs, nil
+}
+
+// checkKustomizations refuses any kustomization in the tree that names a
+// file or base outside the repository (a URL, a Git remote) or asks for
+// helm, so kustomize never reaches the network.
+func checkKustomizations(fs filesys.FileSystem) error {
+	var problems []string
+	err := fs.Walk("/", func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		name := path.Base(p)
+		for _, k := range konfig.RecognizedKustomizationFileNames() {
+			if name == k {
+				problems = append(problems, checkKustomization(fs, p)...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(ReasonRenderFailed, "listing kustomizations: %v", err)
+	}
+	if len(problems) > 0 {
+		return fail(ReasonRemoteRefused, "%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func checkKustomization(fs filesys.FileSystem, file string) []string {
+	b, err := fs.ReadFile(file)
+	if err != nil {
+		return []string{fmt.Sprintf("reading %s: %v", file, err)}
+	}
+	var k types.Kustomization
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		return []string{fmt.Sprintf("%s: %v", strings.TrimPrefix(file, "/"), err)}
+	}
+	dir := path.Dir(file)
+	var out []string
+	local := func(field, p string) {
+		if p == "" || strings.ContainsAny(p, "\n") {
+			return // inline content
+		}
+		if !fs.Exists(path.Join(dir, p)) {
+			out = append(out, fmt.Sprintf("%s: %s names %q, which is not in the repository (remote bases, URLs and files outside the repository are disabled)",
+				strings.TrimPrefix(file, "/"), field, p))
+		}
+	}
+	lists := map[string][]string{
+		"resources": k.Resources, "components": k.Components, "bases": k.Bases, "crds": k.Crds,
+		"configurations": k.Configurations, "generators": k.Generators, "transformers": k.Transformers, "validators": k.Validators,
+	}
+	for _, field := range []string{"resources", "components", "bases", "crds", "configurations", "generators", "transformers", "validators"} {
+		for _, p := range lists[field] {
+			local(field, p)
+		}
+	}
+	for _, p := range k.PatchesStrategicMerge {
+		local("patchesStrategicMerge", string(p))
+	}
+	for _, p := range append(append([]types.Patch{}, k.Patches...), k.PatchesJson6902...) {
+		local("patches", p.Path)
+	}
+	for _, r := range k.Replacements {
+		local("replacements", r.Path)
+	}
+	if p := k.OpenAPI["path"]; p != "" {
+		local("openapi", p)
+	}
+	kv := func(field string, s types.KvPairSources) {
+		for _, f := range s.FileSources {
+			if _, after, ok := strings.Cut(f, "="); ok {
+				f = after
+			}
+			local(field, f)
+		}
+		for _, e := range s.EnvSources {
+			local(field, e)
+		}
+	}
+	for _, g := range k.ConfigMapGenerator {
+		kv("configMapGenerator", g.KvPairSources)
+	}
+	for _, g := range k.SecretGenerator {
+		kv("secretGenerator", g.KvPairSources)
+	}
+	if len(k.HelmCharts) > 0 || len(k.HelmChartInflationGenerator) > 0 || k.HelmGlobals != nil {
+		out = append(out, fmt.Sprintf("%s: helm charts are disabled", strings.TrimPrefix(file, "/")))
+	}
+	return out
+}
+
+// check refuses objects without apiVersion, kind or name, hooks, and
+// objects that appear twice.
+func check(objs []*unstructured.Unstructured) error {
+	seen := map[string]bool{}
+	for i, o := range objs {
+		if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" {
+			return fail(ReasonRenderFailed, "object %d (kind %q, name %q) needs apiVersion, kind and metadata.name", i+1, o.GetKind(), o.GetName())
+		}
+		if _, ok := o.GetAnnotations()[hookAnnotation]; ok {
+			return fail(ReasonRenderFailed, "%s %s is an Argo CD hook; hooks are not run by Vigil", o.GetKind(), o.GetName())
+		}
+		key := o.GroupVersionKind().GroupKind().String() + "/" + o.GetNamespace() + "/" + o.GetName()
+		if seen[key] {
+			return fail(ReasonRenderFailed, "%s %s appears twice", o.GetKind(), o.GetName())
+		}
+		seen[key] = true
+	}
+	return nil
+}
