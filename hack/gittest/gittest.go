@@ -120,11 +120,17 @@ func (r *Repo) Symlink(path, target string) {
 
 // Commit commits everything in the working tree, unsigned, pushes it and
 // returns the commit's hash. Each commit is a minute after the last.
-func (r *Repo) Commit(msg string, args ...string) string {
+func (r *Repo) Commit(msg string) string {
+	r.t.Helper()
+	return r.commit(msg)
+}
+
+// commit runs git commit with git options (such as -c key=value) before it.
+func (r *Repo) commit(msg string, gitOptions ...string) string {
 	r.t.Helper()
 	r.when = r.when.Add(time.Minute)
 	r.Git(r.Work, "add", "-A")
-	r.Git(r.Work, append([]string{"commit", "-q", "--allow-empty", "-m", msg}, args...)...)
+	r.Git(r.Work, append(gitOptions, "commit", "-q", "--allow-empty", "-m", msg)...)
 	return r.push()
 }
 
@@ -158,7 +164,7 @@ func (r *Repo) CommitPGP(msg string, key *openpgp.Entity) string {
 // keyFile (by git and ssh-keygen) and pushes.
 func (r *Repo) CommitSSH(msg, keyFile string) string {
 	r.t.Helper()
-	return r.Commit(msg, "-c", "gpg.format=ssh", "-c", "user.signingkey="+keyFile, "-S")
+	return r.commit(msg, "-c", "gpg.format=ssh", "-c", "user.signingkey="+keyFile, "-c", "commit.gpgsign=true")
 }
 
 // Tag makes an annotated tag of HEAD and pushes it.
