@@ -3,6 +3,7 @@ package gitops
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -256,8 +257,11 @@ func (o *Operation) Done() bool {
 // is Done.
 func (e *Engine) Sync(ctx context.Context, revision, namespace string, targets []*unstructured.Unstructured,
 	live map[Key]*unstructured.Unstructured, prune bool, op *Operation) (*Operation, error) {
-	rr := gesync.Reconcile(targets, live, namespace, e)
+	// Reconcile takes the live objects it matches out of the map it is given.
+	rr := gesync.Reconcile(targets, maps.Clone(live), namespace, e)
+	background := metav1.DeletePropagationBackground
 	opts := []gesync.SyncOpt{
+		gesync.WithPrunePropagationPolicy(&background),
 		gesync.WithLogr(e.log),
 		gesync.WithServerSideApply(true),
 		gesync.WithServerSideApplyManager(e.manager),

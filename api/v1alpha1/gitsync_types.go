@@ -48,6 +48,13 @@ type GitSyncSpec struct {
 	// +optional
 	SelfHeal bool `json:"selfHeal,omitempty"`
 
+	// webhookSecretRef names a Secret whose `token` key is the shared secret
+	// of push webhooks for this repository: the HMAC key of GitHub's and
+	// Gitea's signatures, or GitLab's X-Gitlab-Token. Without it, pushes
+	// are not accepted for this GitSync and it follows its interval only.
+	// +optional
+	WebhookSecretRef *LocalObjectReference `json:"webhookSecretRef,omitempty"`
+
 	// suspend stops fetching and applying.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
@@ -124,6 +131,12 @@ type GitSyncStatus struct {
 	// lastAttemptedRevision is the commit last fetched.
 	// +optional
 	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
+
+	// lastAppliedSigner names the trusted key that signed the applied
+	// commit, when verify is set.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	LastAppliedSigner string `json:"lastAppliedSigner,omitempty"`
 
 	// lastFetchTime is when the repository was last fetched.
 	// +optional

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/analysisrun"
+	"github.com/vigil-dev/vigil/controllers/gitsync"
 	"github.com/vigil-dev/vigil/controllers/rollout"
 )
 
@@ -41,6 +42,7 @@ type options struct {
 	leaderElect      bool
 	leaderElectionID string
 	leaderElectionNS string
+	webhookAddr      string
 	zap              zap.Options
 }
 
@@ -52,6 +54,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles at a time")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "vigil-controller.vigil.dev", "name of the Lease used for leader election")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the Lease; defaults to the pod's namespace")
+	fs.StringVar(&o.webhookAddr, "push-webhook-bind-address", ":9443", "address the Git push webhook receiver ("+gitsync.PushPath+") binds to; 0 disables it")
 	o.zap = zap.Options{Development: false}
 	o.zap.BindFlags(fs)
 	return o, fs.Parse(args)
@@ -123,7 +126,7 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	if err := setupControllers(ctx, mgr); err != nil {
+	if err := setupControllers(ctx, mgr, o); err != nil {
 		return err
 	}
 	buildInfo.WithLabelValues(version).Set(1)
@@ -135,7 +138,7 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 }
 
 // setupControllers registers every controller with the manager.
-func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
+func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
 	gatewayAPI, err := rollout.GatewayAPIServed(mgr.GetRESTMapper())
 	if err != nil {
 		return err
@@ -160,6 +163,9 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := ar.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AnalysisRun controller: %w", err)
+	}
+	if _, err := gitsync.Setup(mgr, gitsync.Options{WebhookAddr: o.webhookAddr}); err != nil {
+		return err
 	}
 	return nil
 }

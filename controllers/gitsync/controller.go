@@ -1,0 +1,370 @@
+// Package gitsync is the GitSync controller: on every interval, or at once
+// when a signed push webhook names the repository, it asks the server which
+// commit the ref names, fetches it if it is new (shallow, within limits),
+// checks its signature when verify is set, renders it, and syncs it with
+// gitops-engine; between commits it compares the cluster with Git and
+// reverts or reports drift. A commit that fails a check is never applied:
+// the last good commit stays in place and a condition says why.
+package gitsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/gitops"
+)
+
+// The GitSync controller applies these kinds, in the GitSync's own
+// namespace only; to let GitSyncs apply more kinds, grant them to the
+// controller's ServiceAccount. Secrets are deliberately not among them.
+// +kubebuilder:rbac:groups=vigil.dev,resources=gitsyncs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vigil.dev,resources=gitsyncs/status,verbs=patch
+// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts;analysistemplates;trustpolicies;rollbackdrills,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
+// FieldManager is the server-side apply field manager of everything a
+// GitSync applies.
+const FieldManager = "vigil-gitsync"
+
+// Reconciler reconciles GitSyncs.
+type Reconciler struct {
+	client.Client
+	// APIReader reads credential and key Secrets one at a time, uncached.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Engine    *gitops.Engine
+	Limits    gitops.Limits
+	// WorkDir holds fetches while they are read; each is removed after.
+	WorkDir string
+	// Pushes carries GitSyncs named by verified push webhooks.
+	Pushes chan event.GenericEvent
+	// Workers is how many GitSyncs are reconciled at once.
+	Workers int
+
+	mu     sync.Mutex
+	states map[types.UID]*state
+}
+
+// state is what the controller remembers of one GitSync between
+// reconciles. Losing it (a restart) costs one fetch.
+type state struct {
+	key     string // generation and verification keys the result is for
+	current *rendered
+	err     error // why current's commit was refused, if it was
+	applied *rendered
+	op      *gitops.Operation
+}
+
+// rendered is one commit turned into objects.
+type rendered struct {
+	rev    string
+	signer string
+	objs   []*unstructured.Unstructured
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Limits == (gitops.Limits{}) {
+		r.Limits = gitops.DefaultLimits()
+	}
+	if r.Workers <= 0 {
+		r.Workers = 4
+	}
+	if r.Pushes == nil {
+		r.Pushes = make(chan event.GenericEvent, 256)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vigilv1.GitSync{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.Pushes, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
+		Complete(r)
+}
+
+// Reconcile fetches, verifies, renders and syncs one GitSync.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	gs := &vigilv1.GitSync{}
+	if err := r.Get(ctx, req.NamespacedName, gs); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := gs.DeepCopy()
+	result, err := r.reconcile(ctx, gs)
+	gs.Status.ObservedGeneration = gs.Generation
+	if !equality.Semantic.DeepEqual(before.Status, gs.Status) {
+		if perr := r.Status().Patch(ctx, gs, client.MergeFrom(before)); perr != nil && !apierrors.IsNotFound(perr) {
+			return ctrl.Result{}, fmt.Errorf("patching GitSync status: %w", perr)
+		}
+		r.announce(gs, before)
+	}
+	return result, err
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, gs *vigilv1.GitSync) (ctrl.Result, error) {
+	if gs.Spec.Suspend {
+		setCondition(gs, vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSuspended, "spec.suspend is set; nothing is fetched or applied")
+		meta.RemoveStatusCondition(&gs.Status.Conditions.Conditions, vigilv1.ConditionReconciling)
+		return ctrl.Result{}, nil
+	}
+	interval := durationOr(&gs.Spec.Interval, 5*time.Minute)
+	st := r.state(gs.UID)
+	target, err := r.fetch(ctx, gs, st)
+	if err != nil {
+		reason, unknown := gitops.ReasonOf(err)
+		status := metav1.ConditionFalse
+		if unknown {
+			status = metav1.ConditionUnknown
+		}
+		setCondition(gs, vigilv1.ConditionReady, status, string(reason), err.Error())
+		if !unknown {
+			setCondition(gs, vigilv1.ConditionStalled, metav1.ConditionTrue, string(reason), err.Error())
+		}
+		if target = st.applied; target == nil {
+			return ctrl.Result{RequeueAfter: retryAfter(unknown, interval)}, nil
+		}
+	} else {
+		meta.RemoveStatusCondition(&gs.Status.Conditions.Conditions, vigilv1.ConditionStalled)
+	}
+	wait, serr := r.sync(ctx, gs, st, target, err == nil)
+	if serr != nil {
+		return ctrl.Result{}, serr
+	}
+	if err != nil {
+		_, unknown := gitops.ReasonOf(err)
+		wait = retryAfter(unknown, interval)
+	}
+	if wait == 0 || wait > interval {
+		wait = interval
+	}
+	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// retryAfter is when to look again after a fetch went wrong: soon when the
+// outcome was Unknown, at the next interval when the commit was refused.
+func retryAfter(unknown bool, interval time.Duration) time.Duration {
+	if unknown {
+		return min(interval, 10*time.Second)
+	}
+	return interval
+}
+
+// fetch returns the objects of the commit the ref names now, fetching and
+// checking it only when it is new (or the spec or trusted keys changed).
+func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) (*rendered, error) {
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, durationOr(gs.Spec.Timeout, time.Minute))
+	defer cancel()
+	src, keys, err := r.source(tctx, gs)
+	if err != nil {
+		return nil, r.observeFetch(start, err)
+	}
+	rev, err := gitops.Resolve(tctx, src)
+	gs.Status.LastFetchTime = &metav1.Time{Time: time.Now()}
+	if err != nil {
+		return nil, r.observeFetch(start, err)
+	}
+	key := fmt.Sprintf("%d/%s", gs.Generation, keys)
+	if st.key == key && st.current != nil && st.current.rev == rev {
+		fetches.WithLabelValues(outcomeUnchanged, "").Inc()
+		return st.current, st.err
+	}
+	dir, err := os.MkdirTemp(r.WorkDir, "gitsync-")
+	if err != nil {
+		return nil, fmt.Errorf("staging the fetch: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	got, err := r.render(tctx, gs, src, dir)
+	if got != nil {
+		gs.Status.LastAttemptedRevision = got.rev
+	}
+	if _, unknown := gitops.ReasonOf(err); err == nil || !unknown {
+		st.key, st.current, st.err = key, got, err
+		if got == nil {
+			st.current = &rendered{rev: rev}
+		}
+	}
+	return got, r.observeFetch(start, err)
+}
+
+// render fetches, verifies and renders one commit; on a refused commit it
+// still returns the commit (without objects) so status can name it.
+func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, dir string) (*rendered, error) {
+	snap, err := gitops.Fetch(ctx, src, dir, r.Limits)
+	if err != nil {
+		return nil, err
+	}
+	out := &rendered{rev: snap.Commit}
+	if v := gs.Spec.Verify; v != nil {
+		keys, err := r.secretData(ctx, gs.Namespace, v.SecretRef.Name)
+		if err != nil {
+			return out, err
+		}
+		if out.signer, err = snap.Verify(string(v.Mode), keys); err != nil {
+			return out, err
+		}
+	}
+	fs, err := snap.Tree()
+	if err != nil {
+		return out, err
+	}
+	objs, err := gitops.Render(fs, gs.Spec.Path, r.Limits)
+	if err != nil {
+		return out, err
+	}
+	if err := r.Engine.Scope(objs, gs.Namespace, owner(gs)); err != nil {
+		return out, err
+	}
+	out.objs = objs
+	return out, nil
+}
+
+func (r *Reconciler) observeFetch(start time.Time, err error) error {
+	outcome, reason := outcomeSuccess, ""
+	if err != nil {
+		var unknown bool
+		var rs gitops.Reason
+		rs, unknown = gitops.ReasonOf(err)
+		outcome, reason = outcomeFailure, string(rs)
+		if unknown {
+			outcome = outcomeUnknown
+		}
+	}
+	fetches.WithLabelValues(outcome, reason).Inc()
+	fetchLatency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// source builds the fetch source with its credentials, and a digest of the
+// verification keys so a change of keys re-verifies the commit.
+func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.Source, string, error) {
+	src := gitops.Source{URL: gs.Spec.URL, Ref: gitops.Ref{Branch: gs.Spec.Ref.Branch, Tag: gs.Spec.Ref.Tag, Commit: gs.Spec.Ref.Commit}}
+	if ref := gs.Spec.SecretRef; ref != nil {
+		data, err := r.secretData(ctx, gs.Namespace, ref.Name)
+		if err != nil {
+			return src, "", err
+		}
+		if src.Auth, err = gitops.Auth(gs.Spec.URL, data); err != nil {
+			return src, "", err
+		}
+	}
+	digest := ""
+	if v := gs.Spec.Verify; v != nil {
+		keys, err := r.secretData(ctx, gs.Namespace, v.SecretRef.Name)
+		if err != nil {
+			return src, "", err
+		}
+		h := sha256.New()
+		names := make([]string, 0, len(keys))
+		for k := range keys {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(h, "%s=%x;", k, keys[k])
+		}
+		digest = string(v.Mode) + ":" + hex.EncodeToString(h.Sum(nil))
+	}
+	return src, digest, nil
+}
+
+// secretData reads a Secret of the GitSync's namespace. A missing Secret
+// is the user's to fix, not a transient error; errors never hold values.
+func (r *Reconciler) secretData(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	return readSecret(ctx, r.APIReader, ns, name)
+}
+
+func readSecret(ctx context.Context, api client.Reader, ns, name string) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	if err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &gitops.Error{Reason: gitops.ReasonAuthFailed, Err: fmt.Errorf("secret %s does not exist", name)}
+		}
+		return nil, &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: fmt.Errorf("reading secret %s: %w", name, err)}
+	}
+	return s.Data, nil
+}
+
+func (r *Reconciler) state(uid types.UID) *state {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.states == nil {
+		r.states = map[types.UID]*state{}
+	}
+	st, ok := r.states[uid]
+	if !ok {
+		st = &state{}
+		r.states[uid] = st
+	}
+	return st
+}
+
+// forget drops the state of deleted GitSyncs. The UID is gone with the
+// object, so the state of any UID no GitSync has any more goes.
+func (r *Reconciler) forget(types.NamespacedName) {
+	list := &vigilv1.GitSyncList{}
+	if err := r.List(context.Background(), list); err != nil {
+		return
+	}
+	alive := map[types.UID]bool{}
+	for _, gs := range list.Items {
+		alive[gs.UID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for uid := range r.states {
+		if !alive[uid] {
+			delete(r.states, uid)
+		}
+	}
+}
+
+func owner(gs *vigilv1.GitSync) string { return gs.Namespace + "/" + gs.Name }
+
+func durationOr(d *vigilv1.Duration, def time.Duration) time.Duration {
+	if d != nil {
+		if v, err := d.Get(); err == nil && v > 0 {
+			return v
+		}
+	}
+	return def
+}
+
+func setCondition(gs *vigilv1.GitSync, t string, s metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&gs.Status.Conditions.Conditions, metav1.Condition{
+		Type: t, Status: s, Reason: reason, Message: clip(msg, 2048), ObservedGeneration: gs.Generation,
+	})
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
