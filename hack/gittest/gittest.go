@@ -175,14 +175,49 @@ func (r *Repo) Tag(name string) {
 }
 
 // FastImport feeds a fast-import stream to the working repository (for
-// trees too big to write file by file) and pushes main.
+// trees too big to write file by file) and pushes main without checking
+// it out.
 func (r *Repo) FastImport(stream io.Reader) string {
 	r.t.Helper()
 	if out, err := r.run(r.Work, stream, "fast-import", "--quiet", "--force"); err != nil {
 		r.t.Fatalf("git fast-import: %v\n%s", err, out)
 	}
-	r.Git(r.Work, "reset", "-q", "--hard", "main")
 	return r.push()
+}
+
+// ImportFiles commits, through fast-import, files that all hold content,
+// at the paths name(0) to name(n-1), plus one file of size zero bytes at
+// big (when size > 0), streamed so neither is held in memory.
+func (r *Repo) ImportFiles(content string, n int, name func(int) string, big string, size int64) string {
+	r.t.Helper()
+	pr, pw := io.Pipe()
+	go func() {
+		fmt.Fprintf(pw, "blob\nmark :1\ndata %d\n%s\n", len(content), content)
+		if size > 0 {
+			fmt.Fprintf(pw, "blob\nmark :2\ndata %d\n", size)
+			if _, err := io.CopyN(pw, zeros{}, size); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			fmt.Fprint(pw, "\n")
+		}
+		fmt.Fprintf(pw, "commit refs/heads/main\ncommitter Vigil Test <test@vigil.dev> %d +0000\ndata 8\nimported\n", r.when.Unix())
+		for i := range n {
+			fmt.Fprintf(pw, "M 100644 :1 %s\n", name(i))
+		}
+		if size > 0 {
+			fmt.Fprintf(pw, "M 100644 :2 %s\n", big)
+		}
+		pw.Close()
+	}()
+	return r.FastImport(pr)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // Daemon serves Root over git:// on loopback: each connection runs
