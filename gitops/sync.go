@@ -268,6 +268,9 @@ func (e *Engine) Sync(ctx context.Context, revision, namespace string, targets [
 		gesync.WithClientSideApplyMigration(false, ""),
 		gesync.WithPrune(prune),
 		gesync.WithSkipHooks(true),
+		// The API server validates every apply itself (server-side apply);
+		// client-side validation would load the OpenAPI schema per object.
+		gesync.WithManifestValidation(false),
 		gesync.WithHealthOverride(conditionsHealth{}),
 		gesync.WithPermissionValidator(func(obj *unstructured.Unstructured, res *metav1.APIResource) error {
 			if !res.Namespaced || obj.GetNamespace() != namespace {
