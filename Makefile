@@ -61,4 +61,4 @@ dev-cluster-down: ## Stop every process the local control plane started
 bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	@$(TOOLS) build
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 5000x -benchmem -timeout 20m ./controllers/rollout
-	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun ./controllers/gitsync
