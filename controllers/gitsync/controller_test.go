@@ -149,7 +149,7 @@ func TestSignedWebhookAppliesWithinTwoSecondsAndReplaysOrForgeriesDoNot(t *testi
 	g.Expect(h.push(t, url, "delivery-2", "not-the-secret")).To(Equal(401), "a bad signature is refused")
 	g.Consistently(func(g Gomega) {
 		g.Expect(get(g, gs).Status.LastAppliedRevision).To(Equal(second))
-	}).WithTimeout(3 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed(), "neither the replay nor the forgery triggered a sync")
+	}).WithTimeout(3*time.Second).WithPolling(100*time.Millisecond).Should(Succeed(), "neither the replay nor the forgery triggered a sync")
 	g.Expect(h.push(t, "git://127.0.0.1:1/other.git", "delivery-3", hookSecret)).To(Equal(202), "another repository matches nothing")
 }
 
