@@ -63,11 +63,13 @@ func (r *Reconciler) sync(ctx context.Context, gs *vigilv1.GitSync, st *state, t
 	}
 	st.op = op
 	gs.Status.Resources = resources(target.objs, live, op)
-	return r.record(ctx, gs, st, target, op, heal, drift), nil
+	return r.record(ctx, gs, st, target, op, fresh, heal, drift), nil
 }
 
 // record puts the state of a sync step into status.
-func (r *Reconciler) record(ctx context.Context, gs *vigilv1.GitSync, st *state, target *rendered, op *gitops.Operation, healed bool, drift []gitops.Drift) time.Duration {
+// Ready is only set True when target is the commit the ref names now
+// (fresh), not the last good one standing in for a refused commit.
+func (r *Reconciler) record(ctx context.Context, gs *vigilv1.GitSync, st *state, target *rendered, op *gitops.Operation, fresh, healed bool, drift []gitops.Drift) time.Duration {
 	now := metav1.Now()
 	switch {
 	case !op.Done():
@@ -85,7 +87,7 @@ func (r *Reconciler) record(ctx context.Context, gs *vigilv1.GitSync, st *state,
 			r.Recorder.Eventf(gs, nil, "Normal", vigilv1.ReasonDriftReverted, "Revert", "Re-applied %d object(s) that had drifted from commit %s: %s", len(drift), short(target.rev), driftList(drift, nil))
 			setDriftCondition(gs, metav1.ConditionFalse, vigilv1.ReasonDriftReverted, "drift reverted at "+now.UTC().Format(time.RFC3339)+": "+driftList(drift, nil))
 		}
-		if target == st.current {
+		if fresh {
 			setCondition(gs, vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced, "applied commit "+short(target.rev))
 		}
 		return 0

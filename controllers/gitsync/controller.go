@@ -94,7 +94,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Limits = gitops.DefaultLimits()
 	}
 	if r.Workers <= 0 {
-		r.Workers = 4
+		r.Workers = 2 // each may hold a tree of up to Limits.TreeBytes
 	}
 	if r.Pushes == nil {
 		r.Pushes = make(chan event.GenericEvent, 256)

@@ -26,7 +26,7 @@ type Options struct {
 // address, the push webhook receiver's server with the manager. It returns
 // the receiver, which tests may serve themselves.
 func Setup(mgr ctrl.Manager, o Options) (*Receiver, error) {
-	engine, err := gitops.NewEngine(mgr.GetConfig(), FieldManager, mgr.GetLogger().WithName("gitops-engine"))
+	engine, err := gitops.NewEngine(mgr.GetConfig(), FieldManager, mgr.GetLogger().WithName("gitops-engine").V(1))
 	if err != nil {
 		return nil, fmt.Errorf("starting the gitops engine: %w", err)
 	}
