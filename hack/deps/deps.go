@@ -7,7 +7,6 @@
 package deps
 
 import (
-	_ "github.com/argoproj/argo-cd/gitops-engine/pkg/sync"
 	_ "github.com/google/go-containerregistry/pkg/registry"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
 	_ "github.com/in-toto/attestation/go/predicates/provenance/v1"
