@@ -84,6 +84,7 @@ func TestAppliesARepositoryAndEachNewCommitWithinAnInterval(t *testing.T) {
 	repo := gittest.NewRepo(t, "app.git")
 	repo.Write("deploy/rollout.yaml", rolloutYAML)
 	repo.Write("deploy/service.yaml", serviceYAML(80))
+	repo.Write("deploy/canary-service.yaml", strings.Replace(serviceYAML(80), "name: web", "name: web-canary", 1))
 	repo.Write("deploy/template.yaml", templateYAML)
 	repo.Write("README.md", "not applied")
 	first := repo.Commit("first")
@@ -93,7 +94,7 @@ func TestAppliesARepositoryAndEachNewCommitWithinAnInterval(t *testing.T) {
 		got := get(g, gs)
 		g.Expect(got.Status.LastAppliedRevision).To(Equal(first), "%+v", got.Status)
 		g.Expect(condition(got, vigilv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(got.Status.Resources).To(HaveLen(3))
+		g.Expect(got.Status.Resources).To(HaveLen(4))
 		for _, r := range got.Status.Resources {
 			g.Expect(r.Sync).To(Equal("Synced"), r.Kind)
 		}

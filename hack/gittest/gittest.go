@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -308,7 +309,7 @@ func NewPGPKey(t T, name string) (*openpgp.Entity, []byte) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	w, err := armorPublic(&buf)
+	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
