@@ -94,8 +94,6 @@ func classify(ctx context.Context, err error, what string) error {
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		errors.Is(err, transport.ErrInvalidAuthMethod):
 		return &Error{Reason: ReasonAuthFailed, Err: fmt.Errorf("%s: %w", what, err)}
-	case errors.Is(err, transport.ErrRepositoryNotFound):
-		return &Error{Reason: ReasonFetchFailed, Err: fmt.Errorf("%s: %w", what, err)}
 	case errors.As(err, &ne), errors.Is(err, net.ErrClosed), strings.Contains(err.Error(), "connection refused"),
 		strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "EOF"):
 		return &Error{Reason: ReasonUnreachable, Unknown: true, Err: fmt.Errorf("%s: %w", what, err)}

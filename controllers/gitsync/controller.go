@@ -68,13 +68,14 @@ type Reconciler struct {
 	Workers int
 
 	mu     sync.Mutex
-	states map[types.UID]*state
+	states map[types.NamespacedName]*state
 }
 
 // state is what the controller remembers of one GitSync between
 // reconciles. Losing it (a restart) costs one fetch.
 type state struct {
-	key     string // generation and verification keys the result is for
+	uid     types.UID // a GitSync deleted and made again starts afresh
+	key     string    // generation and verification keys the result is for
 	current *rendered
 	err     error // why current's commit was refused, if it was
 	applied *rendered
@@ -134,18 +135,17 @@ func (r *Reconciler) reconcile(ctx context.Context, gs *vigilv1.GitSync) (ctrl.R
 		return ctrl.Result{}, nil
 	}
 	interval := durationOr(&gs.Spec.Interval, 5*time.Minute)
-	st := r.state(gs.UID)
+	st := r.state(gs)
 	target, err := r.fetch(ctx, gs, st)
+	reason, unknown := gitops.ReasonOf(err)
 	if err != nil {
-		reason, unknown := gitops.ReasonOf(err)
 		status := metav1.ConditionFalse
 		if unknown {
 			status = metav1.ConditionUnknown
-		}
-		setCondition(gs, vigilv1.ConditionReady, status, string(reason), err.Error())
-		if !unknown {
+		} else {
 			setCondition(gs, vigilv1.ConditionStalled, metav1.ConditionTrue, string(reason), err.Error())
 		}
+		setCondition(gs, vigilv1.ConditionReady, status, string(reason), err.Error())
 		if target = st.applied; target == nil {
 			return ctrl.Result{RequeueAfter: retryAfter(unknown, interval)}, nil
 		}
@@ -157,7 +157,6 @@ func (r *Reconciler) reconcile(ctx context.Context, gs *vigilv1.GitSync) (ctrl.R
 		return ctrl.Result{}, serr
 	}
 	if err != nil {
-		_, unknown := gitops.ReasonOf(err)
 		wait = retryAfter(unknown, interval)
 	}
 	if wait == 0 || wait > interval {
@@ -181,7 +180,7 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, durationOr(gs.Spec.Timeout, time.Minute))
 	defer cancel()
-	src, keys, err := r.source(tctx, gs)
+	src, trusted, err := r.source(tctx, gs)
 	if err != nil {
 		return nil, r.observeFetch(start, err)
 	}
@@ -190,7 +189,7 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 	if err != nil {
 		return nil, r.observeFetch(start, err)
 	}
-	key := fmt.Sprintf("%d/%s", gs.Generation, keys)
+	key := fmt.Sprintf("%d/%s", gs.Generation, trusted.digest)
 	if st.key == key && st.current != nil && st.current.rev == rev {
 		fetches.WithLabelValues(outcomeUnchanged, "").Inc()
 		return st.current, st.err
@@ -200,32 +199,27 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 		return nil, fmt.Errorf("staging the fetch: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	got, err := r.render(tctx, gs, src, dir)
-	if got != nil {
-		gs.Status.LastAttemptedRevision = got.rev
+	got, err := r.render(tctx, gs, src, trusted.keys, dir)
+	if _, unknown := gitops.ReasonOf(err); err != nil && unknown {
+		return nil, r.observeFetch(start, err) // says nothing of the commit: not remembered
 	}
-	if _, unknown := gitops.ReasonOf(err); err == nil || !unknown {
-		st.key, st.current, st.err = key, got, err
-		if got == nil {
-			st.current = &rendered{rev: rev}
-		}
+	if got == nil {
+		got = &rendered{rev: rev} // refused before its commit was read
 	}
+	st.key, st.current, st.err = key, got, err
+	gs.Status.LastAttemptedRevision = got.rev
 	return got, r.observeFetch(start, err)
 }
 
 // render fetches, verifies and renders one commit; on a refused commit it
 // still returns the commit (without objects) so status can name it.
-func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, dir string) (*rendered, error) {
+func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, keys map[string][]byte, dir string) (*rendered, error) {
 	snap, err := gitops.Fetch(ctx, src, dir, r.Limits)
 	if err != nil {
 		return nil, err
 	}
 	out := &rendered{rev: snap.Commit}
 	if v := gs.Spec.Verify; v != nil {
-		keys, err := r.secretData(ctx, gs.Namespace, v.SecretRef.Name)
-		if err != nil {
-			return out, err
-		}
 		if out.signer, err = snap.Verify(string(v.Mode), keys); err != nil {
 			return out, err
 		}
@@ -261,24 +255,31 @@ func (r *Reconciler) observeFetch(start time.Time, err error) error {
 	return err
 }
 
-// source builds the fetch source with its credentials, and a digest of the
-// verification keys so a change of keys re-verifies the commit.
-func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.Source, string, error) {
+// trust is the verification keys a GitSync names, and a digest of them so
+// a change of keys re-verifies the commit.
+type trust struct {
+	keys   map[string][]byte
+	digest string
+}
+
+// source builds the fetch source with its credentials, and reads the
+// verification keys.
+func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.Source, trust, error) {
 	src := gitops.Source{URL: gs.Spec.URL, Ref: gitops.Ref{Branch: gs.Spec.Ref.Branch, Tag: gs.Spec.Ref.Tag, Commit: gs.Spec.Ref.Commit}}
 	if ref := gs.Spec.SecretRef; ref != nil {
 		data, err := r.secretData(ctx, gs.Namespace, ref.Name)
 		if err != nil {
-			return src, "", err
+			return src, trust{}, err
 		}
 		if src.Auth, err = gitops.Auth(gs.Spec.URL, data); err != nil {
-			return src, "", err
+			return src, trust{}, err
 		}
 	}
-	digest := ""
+	var t trust
 	if v := gs.Spec.Verify; v != nil {
 		keys, err := r.secretData(ctx, gs.Namespace, v.SecretRef.Name)
 		if err != nil {
-			return src, "", err
+			return src, trust{}, err
 		}
 		h := sha256.New()
 		names := make([]string, 0, len(keys))
@@ -289,9 +290,9 @@ func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.So
 		for _, k := range names {
 			fmt.Fprintf(h, "%s=%x;", k, keys[k])
 		}
-		digest = string(v.Mode) + ":" + hex.EncodeToString(h.Sum(nil))
+		t = trust{keys: keys, digest: string(v.Mode) + ":" + hex.EncodeToString(h.Sum(nil))}
 	}
-	return src, digest, nil
+	return src, t, nil
 }
 
 // secretData reads a Secret of the GitSync's namespace. A missing Secret
@@ -311,38 +312,26 @@ func readSecret(ctx context.Context, api client.Reader, ns, name string) (map[st
 	return s.Data, nil
 }
 
-func (r *Reconciler) state(uid types.UID) *state {
+func (r *Reconciler) state(gs *vigilv1.GitSync) *state {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.states == nil {
-		r.states = map[types.UID]*state{}
+		r.states = map[types.NamespacedName]*state{}
 	}
-	st, ok := r.states[uid]
-	if !ok {
-		st = &state{}
-		r.states[uid] = st
+	name := types.NamespacedName{Namespace: gs.Namespace, Name: gs.Name}
+	st, ok := r.states[name]
+	if !ok || st.uid != gs.UID {
+		st = &state{uid: gs.UID}
+		r.states[name] = st
 	}
 	return st
 }
 
-// forget drops the state of deleted GitSyncs. The UID is gone with the
-// object, so the state of any UID no GitSync has any more goes.
-func (r *Reconciler) forget(types.NamespacedName) {
-	list := &vigilv1.GitSyncList{}
-	if err := r.List(context.Background(), list); err != nil {
-		return
-	}
-	alive := map[types.UID]bool{}
-	for _, gs := range list.Items {
-		alive[gs.UID] = true
-	}
+// forget drops the state of a deleted GitSync.
+func (r *Reconciler) forget(name types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for uid := range r.states {
-		if !alive[uid] {
-			delete(r.states, uid)
-		}
-	}
+	delete(r.states, name)
 }
 
 func owner(gs *vigilv1.GitSync) string { return gs.Namespace + "/" + gs.Name }

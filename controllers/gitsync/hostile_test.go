@@ -105,6 +105,7 @@ func TestHostileRepositoriesAreRefusedWithBoundedMemory(t *testing.T) {
 				g.Expect(ready.Reason).To(Equal(string(tc.reason)))
 				g.Expect(ready.Message).To(ContainSubstring(tc.says))
 				g.Expect(condition(got, vigilv1.ConditionStalled).Status).To(BeEquivalentTo("True"))
+				g.Expect(got.Status.LastAttemptedRevision).To(Equal(head), "status names the refused commit")
 				g.Expect(got.Status.LastAppliedRevision).To(BeEmpty())
 				g.Expect(got.Status.Resources).To(BeEmpty(), "nothing of a refused commit is applied")
 			}).Should(Succeed())

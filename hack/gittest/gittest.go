@@ -8,7 +8,6 @@ package gittest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,15 +29,10 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// T is the part of testing.TB the helpers use, so benchmarks can use them.
-type T interface {
-	testing.TB
-}
-
 // Repo is a working repository whose commits are pushed to a bare one
 // under Root, which the servers serve.
 type Repo struct {
-	t    T
+	t    testing.TB
 	Root string // directory the servers export
 	Name string // the bare repository's name under Root, e.g. "app.git"
 	Work string // the working tree
@@ -48,7 +42,7 @@ type Repo struct {
 
 // NewRepo makes an empty bare repository Root/name and a working clone of
 // it with one branch, main.
-func NewRepo(t T, name string) *Repo {
+func NewRepo(t testing.TB, name string) *Repo {
 	t.Helper()
 	root := t.TempDir()
 	home := t.TempDir()
@@ -302,7 +296,7 @@ func (r *Repo) HTTP(user, password string) *HTTPServer {
 
 // NewPGPKey makes an OpenPGP key pair and returns it with its armored
 // public key ring.
-func NewPGPKey(t T, name string) (*openpgp.Entity, []byte) {
+func NewPGPKey(t testing.TB, name string) (*openpgp.Entity, []byte) {
 	t.Helper()
 	e, err := openpgp.NewEntity(name, "test", name+"@vigil.dev", nil)
 	if err != nil {
@@ -324,7 +318,7 @@ func NewPGPKey(t T, name string) (*openpgp.Entity, []byte) {
 
 // NewSSHKey makes an ed25519 key pair with ssh-keygen and returns the
 // private key's file and the public key's authorized_keys line.
-func NewSSHKey(t T) (string, []byte) {
+func NewSSHKey(t testing.TB) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "id_ed25519")
@@ -341,7 +335,7 @@ func NewSSHKey(t T) (string, []byte) {
 
 // Stalling is a loopback listener that accepts connections and never
 // answers, to test timeouts.
-func Stalling(t T) string {
+func Stalling(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -360,7 +354,7 @@ func Stalling(t T) string {
 	go func() {
 		for {
 			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) || err != nil {
+			if err != nil {
 				return
 			}
 			mu.Lock()
