@@ -119,6 +119,12 @@ func digestOf(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// Validate says whether every key and trusted root loads.
+func (p *Policy) Validate() error {
+	_, err := p.compile()
+	return err
+}
+
 // authority is an Authority made ready to verify with.
 type authority struct {
 	name     string

@@ -41,4 +41,18 @@ const (
 	ReasonAnalysisPaused     = "AnalysisPaused"
 	ReasonAnalysisRetry      = "AnalysisRetry"
 	ReasonAnalysisInvalid    = "AnalysisInvalid"
+	// ReasonVerifying: the revision's images are being verified, or the
+	// last attempt was Unknown and is retried.
+	ReasonVerifying = "Verifying"
+	// ReasonVerified: every image of the revision passed the TrustPolicy.
+	ReasonVerified = "Verified"
+	// ReasonVerificationFailed is the Event of a refused revision; the
+	// condition carries the provenance reason (Unsigned, ...).
+	ReasonVerificationFailed = "VerificationFailed"
+	// ReasonAuditViolation is the Event of a revision that failed a
+	// TrustPolicy in Audit mode and went ahead.
+	ReasonAuditViolation = "AuditViolation"
+	// ReasonPolicyNotFound: the TrustPolicy the Rollout names does not exist
+	// or its trust material does not load.
+	ReasonPolicyNotFound = "TrustPolicyNotReady"
 )

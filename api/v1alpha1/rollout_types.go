@@ -371,6 +371,11 @@ type RolloutStatus struct {
 	// +optional
 	BackgroundAnalysis *RolloutAnalysis `json:"backgroundAnalysis,omitempty"`
 
+	// verification is the provenance gate's verdict on the revision of
+	// the current template.
+	// +optional
+	Verification *RevisionVerification `json:"verification,omitempty"`
+
 	// releaseRecord names the ReleaseRecord of the current revision.
 	// +optional
 	ReleaseRecord string `json:"releaseRecord,omitempty"`
@@ -419,6 +424,81 @@ type RollbackStatus struct {
 	StartedAt metav1.Time `json:"startedAt"`
 	// step the canary had reached.
 	Step int32 `json:"step"`
+}
+
+// VerificationResult is the outcome of verifying a revision's images.
+// +kubebuilder:validation:Enum=Passed;Failed;Unknown
+type VerificationResult string
+
+const (
+	VerificationPassed  VerificationResult = "Passed"
+	VerificationFailed  VerificationResult = "Failed"
+	VerificationUnknown VerificationResult = "Unknown"
+)
+
+// RevisionVerification records the provenance gate's verdict on one
+// revision under one version of its TrustPolicy.
+type RevisionVerification struct {
+	// revision verified (the pod-template hash).
+	// +kubebuilder:validation:MaxLength=63
+	Revision string `json:"revision"`
+	// policyHash is the TrustPolicy's hash (with its trust material) the
+	// verdict was reached under; another hash verifies again.
+	// +kubebuilder:validation:MaxLength=128
+	PolicyHash string `json:"policyHash"`
+	// result of the verification.
+	Result VerificationResult `json:"result"`
+	// reason is the reason of the first image that did not pass, or Verified.
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason"`
+	// message explains the result.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Message string `json:"message,omitempty"`
+	// audit is set when the policy's mode is Audit: the result was
+	// recorded and warned about, and did not block.
+	// +optional
+	Audit bool `json:"audit,omitempty"`
+	// images verified, each with what its verification established.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Images []VerifiedImage `json:"images,omitempty"`
+	// time of the verification.
+	Time metav1.Time `json:"time"`
+	// unknownAttempts counts consecutive Unknown outcomes; the next attempt
+	// waits longer after each.
+	// +optional
+	UnknownAttempts int32 `json:"unknownAttempts,omitempty"`
+}
+
+// VerifiedImage is one image of a revision and what verifying it found.
+type VerifiedImage struct {
+	// image as written in the template.
+	// +kubebuilder:validation:MaxLength=1024
+	Image string `json:"image"`
+	// pinned is repository@digest, which the ReplicaSet runs.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Pinned string `json:"pinned,omitempty"`
+	// result of verifying this image.
+	Result VerificationResult `json:"result"`
+	// signer is the verified identity: a certificate subject with its
+	// issuer, or the name of a key authority.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Signer string `json:"signer,omitempty"`
+	// builder named by the verified provenance.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Builder string `json:"builder,omitempty"`
+	// sourceRepository named by the verified provenance.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SourceRepository string `json:"sourceRepository,omitempty"`
+	// sourceCommit named by the verified provenance.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	SourceCommit string `json:"sourceCommit,omitempty"`
 }
 
 // RolloutAnalysis summarises one AnalysisRun of the canary.

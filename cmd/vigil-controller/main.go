@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,6 +27,9 @@ import (
 	"github.com/vigil-dev/vigil/controllers/analysisrun"
 	"github.com/vigil-dev/vigil/controllers/gitsync"
 	"github.com/vigil-dev/vigil/controllers/rollout"
+	"github.com/vigil-dev/vigil/controllers/trustpolicy"
+	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/provenance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -151,6 +155,9 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
 		APIReader:  mgr.GetAPIReader(),
 		Recorder:   mgr.GetEventRecorder("vigil-rollout"),
 		GatewayAPI: gatewayAPI,
+		// One verification of an image may take this long, registry and
+		// Git reads included; 4,096 passes are cached.
+		Verifier: provenance.NewVerifier(provenance.DefaultRegistry(), 30*time.Second, "", gitops.DefaultLimits(), 4096),
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
@@ -163,6 +170,10 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
 	}
 	if err := ar.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AnalysisRun controller: %w", err)
+	}
+	tp := &trustpolicy.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	if err := tp.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the TrustPolicy controller: %w", err)
 	}
 	if _, err := gitsync.Setup(mgr, gitsync.Options{WebhookAddr: o.webhookAddr}); err != nil {
 		return err

@@ -114,7 +114,7 @@ func (r *Reconciler) createReplicaSet(ctx context.Context, s *scope, revision st
 	for _, rs := range s.sets {
 		number = max(number, revisionNumber(rs))
 	}
-	rs := newReplicaSet(s.rollout, revision, s.checksum, number+1, replicas)
+	rs := newReplicaSet(s.rollout, revision, s.checksum, number+1, replicas, s.pinned)
 	err := r.Create(ctx, rs)
 	if err == nil || !apierrors.IsAlreadyExists(err) {
 		if err != nil {

@@ -35,6 +35,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/provenance"
 	"github.com/vigil-dev/vigil/traffic"
 )
 
@@ -50,6 +51,7 @@ import (
 
 // Field indexes the controller looks objects up by.
 const (
+	indexTrustPolicy     = "spec.provenance.policyRef.name"
 	indexApprovalRollout = "spec.rolloutRef.name"
 	indexTrafficObjects  = "spec.strategy.canary.trafficRouting.gatewayAPI"
 )
@@ -66,6 +68,9 @@ type Reconciler struct {
 	// GatewayAPI says the HTTPRoute kind is served; without it a Rollout
 	// that routes with the Gateway API is stalled with a clear reason.
 	GatewayAPI bool
+	// Verifier runs the provenance gate; without one a Rollout that names
+	// a TrustPolicy is stalled.
+	Verifier *provenance.Verifier
 }
 
 // SetupWithManager registers the controller and the indexes it needs.
@@ -81,7 +86,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			a := o.(*vigilv1.Approval)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.RolloutRef.Name}}}
 		})).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("Service")))
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("Service"))).
+		Watches(&vigilv1.TrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsVerifiedBy))
 	if r.GatewayAPI {
 		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("HTTPRoute")))
 	}
@@ -99,6 +105,14 @@ func (r *Reconciler) indexes(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Approvals by Rollout: %w", err)
 	}
+	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrustPolicy, func(o client.Object) []string {
+		if p := o.(*vigilv1.Rollout).Spec.Provenance; p != nil {
+			return []string{p.PolicyRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing Rollouts by TrustPolicy: %w", err)
+	}
 	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrafficObjects, trafficObjects); err != nil {
 		return fmt.Errorf("indexing Rollouts by traffic objects: %w", err)
 	}
@@ -113,6 +127,21 @@ func trafficObjects(o client.Object) []string {
 	}
 	g := tr.GatewayAPI
 	return []string{"HTTPRoute/" + g.HTTPRoute, "Service/" + g.StableService, "Service/" + g.CanaryService}
+}
+
+// rolloutsVerifiedBy maps a TrustPolicy to the Rollouts that name it: a
+// new policy hash verifies their revisions again.
+func (r *Reconciler) rolloutsVerifiedBy(ctx context.Context, o client.Object) []reconcile.Request {
+	var list vigilv1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexTrustPolicy: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing Rollouts verified by a TrustPolicy", "trustPolicy", klog.KObj(o))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, ro := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ro)})
+	}
+	return out
 }
 
 func (r *Reconciler) rolloutsRouting(kind string) handler.MapFunc {
@@ -166,7 +195,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		setConditions(&ro.Status.Conditions.Conditions, in)
 		ro.Status.ObservedGeneration = ro.Generation
 	}()
-	if st := unsupported(ro, r.GatewayAPI); st != nil {
+	if st := unsupported(ro, r.GatewayAPI, r.Verifier != nil); st != nil {
 		in.stalled = st
 		setPhase(s, vigilv1.RolloutPhaseBlocked, "%s", st.message)
 		return nil
@@ -178,6 +207,18 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 	}
 	if st != nil {
 		in.stalled = st
+		return nil
+	}
+	h, err := r.gate(ctx, s)
+	if err != nil {
+		reconcileErrors.WithLabelValues("Read").Inc()
+		return err
+	}
+	if h != nil {
+		// No pods for an unverified revision: nothing is decided or
+		// written until the gate opens.
+		in.stalled = h.stalled
+		setPhase(s, h.phase, "%s", h.message)
 		return nil
 	}
 	observedConverged := converged(s, plan(s))
@@ -218,10 +259,10 @@ func filterGate(vs []violation) []violation {
 
 // unsupported stalls a Rollout that asks for what this version of Vigil
 // cannot do yet, rather than ignoring the request.
-func unsupported(ro *vigilv1.Rollout, gatewayAPI bool) *stall {
+func unsupported(ro *vigilv1.Rollout, gatewayAPI, verifier bool) *stall {
 	c := ro.Spec.Strategy.Canary
-	if ro.Spec.Provenance != nil {
-		return &stall{vigilv1.ReasonUnsupported, "provenance.policyRef is set, but this version of Vigil cannot verify images yet; no revision is rolled out unverified"}
+	if ro.Spec.Provenance != nil && !verifier {
+		return &stall{vigilv1.ReasonUnsupported, "provenance.policyRef is set, but this controller runs without an image verifier; no revision is rolled out unverified"}
 	}
 	if rb := ro.Spec.Rollback; rb != nil && rb.RequireDrillWithin != nil {
 		return &stall{vigilv1.ReasonUnsupported, "rollback.requireDrillWithin is set, but this version of Vigil runs no rollback drills yet; the Rollout is held"}

@@ -1,10 +1,14 @@
 package rollout
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/provenance"
 )
 
 var (
@@ -32,7 +36,27 @@ var (
 		Name: "vigil_rollout_api_writes_total",
 		Help: "Writes the Rollout controller sent to the API server, by kind of change and outcome (Success, Unknown).",
 	}, []string{"change", "outcome"})
+	verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_provenance_verdicts_total",
+		Help: "Image verifications by result (Passed, Failed, Unknown), reason, and whether the cache answered.",
+	}, []string{"result", "reason", "cached"})
+	verifySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vigil_provenance_verification_seconds",
+		Help:    "Time to verify one image, by whether the cache answered.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+	}, []string{"cached"})
+	auditViolations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_provenance_audit_violations_total",
+		Help: "Revisions that failed a TrustPolicy in Audit mode and went ahead.",
+	})
 )
+
+// observeVerdict counts one image verification.
+func observeVerdict(v provenance.Verdict, took time.Duration) {
+	cached := strconv.FormatBool(v.Cached)
+	verdicts.WithLabelValues(string(v.Result), string(v.Reason), cached).Inc()
+	verifySeconds.WithLabelValues(cached).Observe(took.Seconds())
+}
 
 var allPhases = []vigilv1.RolloutPhase{
 	vigilv1.RolloutPhaseVerifying, vigilv1.RolloutPhaseBlocked, vigilv1.RolloutPhaseProgressing,
@@ -40,7 +64,8 @@ var allPhases = []vigilv1.RolloutPhase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites)
+	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites,
+		verdicts, verifySeconds, auditViolations)
 	for _, inv := range []string{invariantWeightsSum, invariantCanaryWeight, invariantStableCapacity, invariantGate, invariantSingleCanary} {
 		invariantViolations.WithLabelValues(inv)
 	}

@@ -64,8 +64,16 @@ func revisionNumber(rs *appsv1.ReplicaSet) int64 {
 
 // newReplicaSet builds the ReplicaSet of a revision: the Rollout's template
 // with the revision added to its labels and selector, owned by the Rollout.
-func newReplicaSet(ro *vigilv1.Rollout, revision, checksum string, number int64, replicas int32) *appsv1.ReplicaSet {
+// Each image in pinned runs as its verified repository@digest, never by tag.
+func newReplicaSet(ro *vigilv1.Rollout, revision, checksum string, number int64, replicas int32, pinned map[string]string) *appsv1.ReplicaSet {
 	tmpl := ro.Spec.Template.DeepCopy()
+	for _, cs := range [][]corev1.Container{tmpl.Spec.InitContainers, tmpl.Spec.Containers} {
+		for i := range cs {
+			if p, ok := pinned[cs[i].Image]; ok && p != "" {
+				cs[i].Image = p
+			}
+		}
+	}
 	labels := maps.Clone(tmpl.Labels)
 	if labels == nil {
 		labels = map[string]string{}

@@ -35,6 +35,9 @@ type scope struct {
 	// resolved from their templates; runErrors say why one could not be.
 	runSpecs  map[string]*vigilv1.AnalysisRun
 	runErrors map[string]error
+	// pinned maps each image of the template to the repository@digest the
+	// provenance gate verified; nil without a TrustPolicy.
+	pinned map[string]string
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 
