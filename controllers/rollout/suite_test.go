@@ -29,6 +29,9 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/trustpolicy"
+	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/provenance"
 	"github.com/vigil-dev/vigil/controllers/analysisrun"
 	"github.com/vigil-dev/vigil/hack/promtest"
 	"github.com/vigil-dev/vigil/hack/testenv"
@@ -73,6 +76,9 @@ func TestMain(m *testing.M) {
 	}, gatewayCRD)
 }
 
+// verifier is the image verifier of the manager startManager started last.
+var verifier *provenance.Verifier
+
 // startManager runs the Rollout and AnalysisRun controllers in a fresh
 // manager, as the real binary does, until the returned function stops it.
 // wrap, when set, wraps the manager's HTTP transport (fault injection).
@@ -83,8 +89,14 @@ func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) 
 		if err != nil || !gw {
 			return fmt.Errorf("the test API server should serve HTTPRoutes (%v)", err)
 		}
-		r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), GatewayAPI: gw}
+		verifier = provenance.NewVerifier(provenance.DefaultRegistry(), 2*time.Second, t.TempDir(), gitops.DefaultLimits(), 4096)
+		r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"),
+			GatewayAPI: gw, Verifier: verifier}
 		if err := r.SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
+		tp := &trustpolicy.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Interval: 2 * time.Second}
+		if err := tp.SetupWithManager(mgr); err != nil {
 			return err
 		}
 		ar := &analysisrun.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-analysisrun"), Coalescer: analysis.NewCoalescer()}
