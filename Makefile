@@ -60,5 +60,7 @@ dev-cluster-down: ## Stop every process the local control plane started
 .PHONY: bench
 bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	@$(TOOLS) build
-	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 5000x -benchmem -timeout 20m ./controllers/rollout
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench NoOpReconcile -benchtime 5000x -benchmem -timeout 20m ./controllers/rollout
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench SharedDigest -benchtime 1x -timeout 20m ./controllers/rollout
+	go test -count=1 -run '^$$' -bench . -benchmem ./provenance
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun ./controllers/gitsync

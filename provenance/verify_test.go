@@ -25,7 +25,7 @@ const (
 // fixture is a registry, a Git repository with a reviewed commit on main
 // and an unmerged one on a branch, a release key and a virtual Sigstore.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	reg      *sigtest.Registry
 	key      *sigtest.Key
 	sigstore *sigtest.Sigstore
@@ -38,7 +38,7 @@ type fixture struct {
 	n        int
 }
 
-func newFixture(t *testing.T, referrers bool) *fixture {
+func newFixture(t testing.TB, referrers bool) *fixture {
 	f := &fixture{t: t, reg: sigtest.NewRegistry(t, referrers), key: sigtest.NewKey(t), sigstore: sigtest.NewSigstore(t)}
 	f.repo = gittest.NewRepo(t, "app.git")
 	f.repo.Write("main.go", "package main\n")

@@ -26,7 +26,7 @@ const testBuilder = "https://ci.vigil.dev/builders/release@v1"
 // supplyChain is a registry, a release key and an application repository
 // with one reviewed commit, and a TrustPolicy that requires all three.
 type supplyChain struct {
-	t        *testing.T
+	t        testing.TB
 	ns       string
 	reg      *sigtest.Registry
 	key      *sigtest.Key
@@ -36,6 +36,10 @@ type supplyChain struct {
 }
 
 func newSupplyChain(t *testing.T, ns string, mode vigilv1.TrustPolicyMode) *supplyChain {
+	return newSupplyChainTB(t, ns, mode)
+}
+
+func newSupplyChainTB(t testing.TB, ns string, mode vigilv1.TrustPolicyMode) *supplyChain {
 	sc := &supplyChain{t: t, ns: ns, reg: sigtest.NewRegistry(t, true), key: sigtest.NewKey(t)}
 	repo := gittest.NewRepo(t, "app.git")
 	repo.Write("main.go", "package main\n")
