@@ -29,12 +29,12 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/analysisrun"
 	"github.com/vigil-dev/vigil/controllers/trustpolicy"
 	"github.com/vigil-dev/vigil/gitops"
-	"github.com/vigil-dev/vigil/provenance"
-	"github.com/vigil-dev/vigil/controllers/analysisrun"
 	"github.com/vigil-dev/vigil/hack/promtest"
 	"github.com/vigil-dev/vigil/hack/testenv"
+	"github.com/vigil-dev/vigil/provenance"
 )
 
 var (
