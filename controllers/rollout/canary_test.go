@@ -116,7 +116,7 @@ func TestOldRevisionsBeyondTheHistoryLimitAreDeleted(t *testing.T) {
 	}, 10*time.Second).Should(Succeed())
 }
 
-func TestProvenanceIsRefusedNotIgnored(t *testing.T) {
+func TestAMissingTrustPolicyHoldsTheRolloutWithoutPods(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	startManager(t, nil)
@@ -128,8 +128,8 @@ func TestProvenanceIsRefusedNotIgnored(t *testing.T) {
 		g.Expect(cur.Status.Phase).To(Equal(vigilv1.RolloutPhaseBlocked))
 		stalled := findCondition(cur, vigilv1.ConditionStalled)
 		g.Expect(stalled).NotTo(BeNil())
-		g.Expect(stalled.Reason).To(Equal(vigilv1.ReasonUnsupported))
-		g.Expect(stalled.Message).To(ContainSubstring("provenance.policyRef is set"))
+		g.Expect(stalled.Reason).To(Equal(vigilv1.ReasonPolicyNotFound))
+		g.Expect(stalled.Message).To(ContainSubstring("TrustPolicy signed does not exist"))
 	}, 10*time.Second).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(replicaSets(g, ro)).To(BeEmpty())
