@@ -93,18 +93,9 @@ type Snapshot struct {
 // indexes it, so an oversized repository is refused without being held in
 // memory.
 func Fetch(ctx context.Context, src Source, dir string, limits Limits) (*Snapshot, error) {
-	st := &guardedStorage{
-		Storage: filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(8<<20), filesystem.Options{}),
-		dir:     dir,
-		limits:  limits,
-	}
-	repo, err := git.Init(st, nil)
+	repo, remote, err := guardedRepo(dir, src.URL, limits)
 	if err != nil {
-		return nil, fmt.Errorf("initialising a repository in %s: %w", dir, err)
-	}
-	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{src.URL}})
-	if err != nil {
-		return nil, fail(ReasonFetchFailed, "bad repository URL: %v", err)
+		return nil, err
 	}
 	local := plumbing.ReferenceName("refs/vigil/fetched")
 	var spec config.RefSpec
@@ -139,6 +130,25 @@ func Fetch(ctx context.Context, src Source, dir string, limits Limits) (*Snapsho
 		return nil, err
 	}
 	return &Snapshot{Commit: commit.Hash.String(), repo: repo, commit: commit, limits: limits}, nil
+}
+
+// guardedRepo makes an empty repository in dir, with url as its origin,
+// whose incoming packs are checked against limits before go-git indexes them.
+func guardedRepo(dir, url string, limits Limits) (*git.Repository, *git.Remote, error) {
+	st := &guardedStorage{
+		Storage: filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(8<<20), filesystem.Options{}),
+		dir:     dir,
+		limits:  limits,
+	}
+	repo, err := git.Init(st, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("initialising a repository in %s: %w", dir, err)
+	}
+	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	if err != nil {
+		return nil, nil, fail(ReasonFetchFailed, "bad repository URL: %v", err)
+	}
+	return repo, remote, nil
 }
 
 // peel follows an annotated tag to its commit.

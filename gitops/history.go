@@ -3,16 +3,12 @@ package gitops
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // History is the full history of some refs of one repository, fetched to
@@ -32,18 +28,9 @@ type History struct {
 // go-git indexes it. A ref the server does not have is left out, not an
 // error: nothing is reachable from it.
 func FetchHistory(ctx context.Context, url string, auth transport.AuthMethod, refs []string, dir string, limits Limits) (*History, error) {
-	st := &guardedStorage{
-		Storage: filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(8<<20), filesystem.Options{}),
-		dir:     dir,
-		limits:  limits,
-	}
-	repo, err := git.Init(st, nil)
+	repo, remote, err := guardedRepo(dir, url, limits)
 	if err != nil {
-		return nil, fmt.Errorf("initialising a repository in %s: %w", dir, err)
-	}
-	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
-	if err != nil {
-		return nil, fail(ReasonFetchFailed, "bad repository URL: %v", err)
+		return nil, err
 	}
 	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
 	if err != nil {

@@ -35,7 +35,12 @@ type supplyChain struct {
 	tags     int
 }
 
-func newSupplyChain(t *testing.T, ns string, mode vigilv1.TrustPolicyMode) *supplyChain {
+// startGated starts the controllers over a fresh namespace whose pods turn
+// ready, with a supply chain and its TrustPolicy in it.
+func startGated(t *testing.T, mode vigilv1.TrustPolicyMode) *supplyChain {
+	ns := newNamespace(t)
+	kubelet(t, ns, nil)
+	startManager(t, nil)
 	return newSupplyChainTB(t, ns, mode)
 }
 
@@ -88,10 +93,8 @@ func verified(ro *vigilv1.Rollout) *metav1.Condition {
 
 func TestAVerifiedRevisionRunsByDigestAndAnUnsignedOneGetsNoPods(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	kubelet(t, ns, nil)
-	startManager(t, nil)
-	sc := newSupplyChain(t, ns, vigilv1.TrustPolicyEnforce)
+	sc := startGated(t, vigilv1.TrustPolicyEnforce)
+	ns := sc.ns
 	tag1, d1 := sc.image()
 	sc.release(d1)
 
@@ -133,10 +136,8 @@ func TestAVerifiedRevisionRunsByDigestAndAnUnsignedOneGetsNoPods(t *testing.T) {
 
 func TestAStalledRegistryIsUnknownWithNoPodsUntilItRecovers(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	kubelet(t, ns, nil)
-	startManager(t, nil)
-	sc := newSupplyChain(t, ns, vigilv1.TrustPolicyEnforce)
+	sc := startGated(t, vigilv1.TrustPolicyEnforce)
+	ns := sc.ns
 	tag, d := sc.image()
 	sc.release(d)
 	sc.reg.Stall(true)
@@ -164,10 +165,8 @@ func TestAStalledRegistryIsUnknownWithNoPodsUntilItRecovers(t *testing.T) {
 
 func TestAuditModeLetsAnUnsignedImageThroughWithAWarningAndAMetric(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	kubelet(t, ns, nil)
-	startManager(t, nil)
-	sc := newSupplyChain(t, ns, vigilv1.TrustPolicyAudit)
+	sc := startGated(t, vigilv1.TrustPolicyAudit)
+	ns := sc.ns
 	tag, d := sc.image()
 	before := testutil.ToFloat64(auditViolations)
 
@@ -185,10 +184,8 @@ func TestAuditModeLetsAnUnsignedImageThroughWithAWarningAndAMetric(t *testing.T)
 
 func TestATrustPolicyChangeVerifiesTheRunningRevisionAgain(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	kubelet(t, ns, nil)
-	startManager(t, nil)
-	sc := newSupplyChain(t, ns, vigilv1.TrustPolicyEnforce)
+	sc := startGated(t, vigilv1.TrustPolicyEnforce)
+	ns := sc.ns
 	tag, d := sc.image()
 	sc.release(d)
 	ro := gated(newRollout(ns, "again", 1, tag, weightStep(50)))

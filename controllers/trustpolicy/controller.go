@@ -58,7 +58,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	default:
 		tp.Status.PolicyHash = p.Hash()
 		set(conds, tp, vigilv1.ConditionReady, metav1.ConditionTrue, "Loaded",
-			fmt.Sprintf("%d authorities loaded; mode %s", len(p.Authorities), mode(tp)))
+			fmt.Sprintf("%d authorities loaded; mode %s", len(p.Authorities), Mode(tp)))
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionStalled)
 	}
 	tp.Status.ObservedGeneration = tp.Generation
@@ -74,12 +74,10 @@ func set(conds *[]metav1.Condition, tp *vigilv1.TrustPolicy, typ string, status 
 	meta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: tp.Generation})
 }
 
-func mode(tp *vigilv1.TrustPolicy) vigilv1.TrustPolicyMode {
+// Mode is the policy's mode, Enforce when unset.
+func Mode(tp *vigilv1.TrustPolicy) vigilv1.TrustPolicyMode {
 	if tp.Spec.Mode == "" {
 		return vigilv1.TrustPolicyEnforce
 	}
 	return tp.Spec.Mode
 }
-
-// Mode is the policy's mode, Enforce when unset.
-func Mode(tp *vigilv1.TrustPolicy) vigilv1.TrustPolicyMode { return mode(tp) }
