@@ -58,7 +58,6 @@ type Registry struct {
 	stall    atomic.Bool
 	fail     atomic.Int32
 	tamper   atomic.Value // digest string whose manifest is served altered
-	Requests atomic.Int64
 }
 
 // NewRegistry serves a registry until the test ends; referrers says
@@ -68,7 +67,6 @@ func NewRegistry(t testing.TB, referrers bool) *Registry {
 	r.tamper.Store("")
 	inner := registry.New(registry.WithReferrersSupport(referrers), registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.Requests.Add(1)
 		if r.stall.Load() {
 			select {
 			case <-req.Context().Done():
