@@ -54,10 +54,10 @@ import (
 // Registry is an OCI registry on a loopback port.
 type Registry struct {
 	// Host is host:port, which go-containerregistry reaches over plain HTTP.
-	Host     string
-	stall    atomic.Bool
-	fail     atomic.Int32
-	tamper   atomic.Value // digest string whose manifest is served altered
+	Host   string
+	stall  atomic.Bool
+	fail   atomic.Int32
+	tamper atomic.Value // digest string whose manifest is served altered
 }
 
 // NewRegistry serves a registry until the test ends; referrers says
