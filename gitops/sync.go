@@ -31,6 +31,12 @@ import (
 // pruned or counted as drifted.
 const OwnerAnnotation = "vigil.dev/gitsync"
 
+// RevisionAnnotation names the commit whose content an object was last
+// applied from. The provenance gate checks an image's source commit against
+// it: it is exact even while the GitSync's status still names the commit
+// before.
+const RevisionAnnotation = "vigil.dev/gitsync-revision"
+
 // Key identifies an object; it is gitops-engine's resource key.
 type Key = kube.ResourceKey
 
@@ -96,11 +102,12 @@ func (e *Engine) mapping(gk schema.GroupKind, version string) (*meta.RESTMapping
 	return m, err
 }
 
-// Scope places objects in namespace and marks them as owned by owner. A
+// Scope places objects in namespace and marks them as owned by owner and
+// applied from revision. A
 // GitSync only applies namespaced objects of its own namespace: a
 // cluster-scoped object, one in another namespace, or a kind the cluster
 // does not serve is refused, naming the object.
-func (e *Engine) Scope(objs []*unstructured.Unstructured, namespace, owner string) error {
+func (e *Engine) Scope(objs []*unstructured.Unstructured, namespace, owner, revision string) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
 		namespaced, err := e.IsNamespaced(gvk.GroupKind())
@@ -123,6 +130,7 @@ func (e *Engine) Scope(objs []*unstructured.Unstructured, namespace, owner strin
 			a = map[string]string{}
 		}
 		a[OwnerAnnotation] = owner
+		a[RevisionAnnotation] = revision
 		o.SetAnnotations(a)
 	}
 	return nil

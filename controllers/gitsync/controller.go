@@ -232,7 +232,7 @@ func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops
 	if err != nil {
 		return out, err
 	}
-	if err := r.Engine.Scope(objs, gs.Namespace, owner(gs)); err != nil {
+	if err := r.Engine.Scope(objs, gs.Namespace, owner(gs), snap.Commit); err != nil {
 		return out, err
 	}
 	out.objs = objs

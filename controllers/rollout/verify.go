@@ -187,7 +187,9 @@ func (r *Reconciler) announce(s *scope, before, v *vigilv1.RevisionVerification)
 	}
 }
 
-// applied is what the GitSync that applied the Rollout applied, when one did.
+// applied is what the GitSync that applied the Rollout applied, when one
+// did: the commit the Rollout itself was applied from, which the GitSync's
+// status names only once the whole commit is applied.
 func (r *Reconciler) applied(ctx context.Context, ro *vigilv1.Rollout) *provenance.Applied {
 	owner := ro.Annotations[gitops.OwnerAnnotation]
 	ns, name, ok := strings.Cut(owner, "/")
@@ -195,7 +197,14 @@ func (r *Reconciler) applied(ctx context.Context, ro *vigilv1.Rollout) *provenan
 		return nil
 	}
 	gs := &vigilv1.GitSync{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, gs); err != nil || gs.Status.LastAppliedRevision == "" {
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, gs); err != nil {
+		return nil
+	}
+	rev := ro.Annotations[gitops.RevisionAnnotation]
+	if rev == "" {
+		rev = gs.Status.LastAppliedRevision
+	}
+	if rev == "" {
 		return nil
 	}
 	ref := ""
@@ -205,7 +214,7 @@ func (r *Reconciler) applied(ctx context.Context, ro *vigilv1.Rollout) *provenan
 	case gs.Spec.Ref.Tag != "":
 		ref = "refs/tags/" + gs.Spec.Ref.Tag
 	}
-	return &provenance.Applied{URL: gs.Spec.URL, Ref: ref, Revision: gs.Status.LastAppliedRevision}
+	return &provenance.Applied{URL: gs.Spec.URL, Ref: ref, Revision: rev}
 }
 
 // templateImages lists the template's images once each, init containers first.
