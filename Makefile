@@ -9,6 +9,7 @@ TOOLS := hack/tools.sh
 CONTROLLER_GEN = $(shell $(TOOLS) dir controller-gen)/controller-gen
 KUSTOMIZE = $(shell $(TOOLS) dir kustomize)/kustomize
 DEV_CLUSTER_DIR ?= .dev-cluster
+DEMO_DIR ?= .demo
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
 .PHONY: help
@@ -56,6 +57,20 @@ dev-cluster: ## Start a local control plane with kwok nodes; writes $(DEV_CLUSTE
 .PHONY: dev-cluster-down
 dev-cluster-down: ## Stop every process the local control plane started
 	go run ./hack/dev-cluster down --dir $(DEV_CLUSTER_DIR)
+
+.PHONY: demo
+demo: ## Tell Vigil's story (v1 stable, v2 promoted, v3 rolled back, v4 blocked) on a local cluster it starts
+	@$(TOOLS) build
+	@echo "demo: building vigil-controller and the demo"
+	go build -o $(DEMO_DIR)/bin/ ./cmd/vigil-controller ./hack/demo
+	@$(MAKE) --no-print-directory dev-cluster DEV_CLUSTER_DIR=$(DEMO_DIR)/cluster
+	$(DEMO_DIR)/bin/demo up --dir $(DEMO_DIR) --kubeconfig $(DEMO_DIR)/cluster/kubeconfig --bin $(DEMO_DIR)/bin \
+		--prometheus "$$($(TOOLS) dir prometheus)/prometheus" --crds config/crd/bases --assets "$$($(TOOLS) assets)"
+
+.PHONY: demo-down
+demo-down: ## Stop every process make demo started
+	go run ./hack/demo down --dir $(DEMO_DIR)
+	@$(MAKE) --no-print-directory dev-cluster-down DEV_CLUSTER_DIR=$(DEMO_DIR)/cluster
 
 .PHONY: bench
 bench: ## Run the benchmarks against a real API server (figures go in docs/)

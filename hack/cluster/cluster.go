@@ -189,7 +189,7 @@ func StopDir(dir string) error {
 }
 
 func (c *Cluster) start(o Options, name string, args []string) error {
-	p, err := startProc(o.Dir, name, filepath.Join(o.BinDir, name), args)
+	p, err := startProc(o.Dir, name, filepath.Join(o.BinDir, name), args, nil)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,19 +33,22 @@ type state struct {
 
 const stateFile = "state.json"
 
-// startProc starts bin with args in its own process group, logging to
+// startProc starts bin with args (and env added to this process's
+// environment) in a session and process group of its own, logging to
 // dir/logs/NAME.log.
-func startProc(dir, name, bin string, args []string) (*proc, error) {
+func startProc(dir, name, bin string, args, env []string) (*proc, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating log dir: %w", err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "logs", name+".log"))
+	// Appended to, so a restarted process keeps its predecessor's log.
+	logf, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating log of %s: %w", name, err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	// A session of its own: the process outlives `make dev-cluster` and is
 	// not hit by a Ctrl-C meant for the shell.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -94,16 +98,18 @@ func (p *proc) alive() bool {
 	return err == nil && fields[0] != "Z" && fields[19] == p.StartTime
 }
 
-// stop sends SIGTERM, waits up to grace, then SIGKILLs and waits again.
+// stop sends SIGTERM to the process group (so children such as git
+// daemon's go too), waits up to grace, then SIGKILLs it and waits again.
 func (p *proc) stop(grace time.Duration) error {
 	if !p.alive() {
 		return nil
 	}
-	_ = syscall.Kill(p.PID, syscall.SIGTERM)
+	_ = syscall.Kill(-p.PID, syscall.SIGTERM)
 	if waitGone(p, grace) {
+		_ = syscall.Kill(-p.PID, syscall.SIGKILL) // stragglers of the group
 		return nil
 	}
-	_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	_ = syscall.Kill(-p.PID, syscall.SIGKILL)
 	if waitGone(p, 10*time.Second) {
 		return nil
 	}
@@ -156,4 +162,79 @@ func stopAll(procs []proc) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Processes is a set of long-running processes recorded in dir/state.json
+// as each starts, so that another program can stop them all with StopDir.
+// The demo and the end-to-end suite run their servers this way.
+type Processes struct {
+	dir   string
+	mu    sync.Mutex
+	procs []*proc
+}
+
+// OpenProcesses starts a set in dir, refusing when processes recorded
+// there still run.
+func OpenProcesses(dir string) (*Processes, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %s: %w", dir, err)
+	}
+	if s, err := readState(abs); err == nil {
+		for i := range s.Procs {
+			if s.Procs[i].alive() {
+				return nil, fmt.Errorf("processes started from %s still run (%s, pid %d); stop them first", abs, s.Procs[i].Name, s.Procs[i].PID)
+			}
+		}
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", abs, err)
+	}
+	return &Processes{dir: abs}, nil
+}
+
+// Start runs bin with args and env, logging to dir/logs/NAME.log.
+func (ps *Processes) Start(name, bin string, args, env []string) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := startProc(ps.dir, name, bin, args, env)
+	if err != nil {
+		return err
+	}
+	ps.procs = append(ps.procs, p)
+	return writeState(ps.dir, ps.procs)
+}
+
+// Kill SIGKILLs the running process called name, as a crash would, and
+// waits until it is gone.
+func (ps *Processes) Kill(name string) error {
+	p := ps.find(name)
+	if p == nil {
+		return fmt.Errorf("no running process called %s", name)
+	}
+	_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+	if !waitGone(p, 10*time.Second) {
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.PID)
+	}
+	return nil
+}
+
+// Alive reports whether a process called name runs.
+func (ps *Processes) Alive(name string) bool { return ps.find(name) != nil }
+
+// Log is the path of name's log.
+func (ps *Processes) Log(name string) string { return filepath.Join(ps.dir, "logs", name+".log") }
+
+// Stop stops every process of the set and forgets them.
+func (ps *Processes) Stop() error { return StopDir(ps.dir) }
+
+func (ps *Processes) find(name string) *proc {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, p := range ps.procs {
+		if p.Name == name && p.alive() {
+			return p
+		}
+	}
+	return nil
 }

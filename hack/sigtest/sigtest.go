@@ -23,7 +23,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -51,6 +50,14 @@ import (
 	"github.com/vigil-dev/vigil/provenance"
 )
 
+// T is what the helpers need of a test. testing.TB has it; so does the
+// demo, which signs its images with these helpers outside any test.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // Registry is an OCI registry on a loopback port.
 type Registry struct {
 	// Host is host:port, which go-containerregistry reaches over plain HTTP.
@@ -62,7 +69,7 @@ type Registry struct {
 
 // NewRegistry serves a registry until the test ends; referrers says
 // whether it has the OCI referrers API.
-func NewRegistry(t testing.TB, referrers bool) *Registry {
+func NewRegistry(t T, referrers bool) *Registry {
 	r := &Registry{}
 	r.tamper.Store("")
 	inner := registry.New(registry.WithReferrersSupport(referrers), registry.Logger(log.New(io.Discard, "", 0)))
@@ -107,12 +114,19 @@ func (r *Registry) Fail(code int) { r.fail.Store(int32(code)) }
 func (r *Registry) Tamper(digest string) { r.tamper.Store(digest) }
 
 // Push pushes a small random image to repo:tag and returns its digest.
-func (r *Registry) Push(t testing.TB, repo, tag string) name.Digest {
+func (r *Registry) Push(t T, repo, tag string) name.Digest {
+	t.Helper()
+	return Push(t, r.Host, repo, tag)
+}
+
+// Push pushes a small random image to host/repo:tag, in any registry, and
+// returns its digest.
+func Push(t T, host, repo, tag string) name.Digest {
 	t.Helper()
 	img, err := random.Image(256, 1)
 	must(t, err)
 	img = mutate.MediaType(img, types.OCIManifestSchema1)
-	ref, err := name.NewTag(r.Host + "/" + repo + ":" + tag)
+	ref, err := name.NewTag(host + "/" + repo + ":" + tag)
 	must(t, err)
 	must(t, remote.Write(ref, img))
 	d, err := img.Digest()
@@ -122,7 +136,7 @@ func (r *Registry) Push(t testing.TB, repo, tag string) name.Digest {
 
 // Signer makes Sigstore bundles over DSSE-wrapped in-toto statements.
 type Signer interface {
-	Bundle(t testing.TB, statement []byte) []byte
+	Bundle(t T, statement []byte) []byte
 }
 
 // Key signs with an ECDSA P-256 key, without a transparency log, as
@@ -134,7 +148,7 @@ type Key struct {
 }
 
 // NewKey makes a key pair.
-func NewKey(t testing.TB) *Key {
+func NewKey(t T) *Key {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
@@ -144,7 +158,7 @@ func NewKey(t testing.TB) *Key {
 }
 
 // Bundle signs the statement into a v0.3 bundle with a public-key hint.
-func (k *Key) Bundle(t testing.TB, statement []byte) []byte {
+func (k *Key) Bundle(t T, statement []byte) []byte {
 	t.Helper()
 	sv, err := signature.LoadECDSASignerVerifier(k.priv, crypto.SHA256)
 	must(t, err)
@@ -163,7 +177,7 @@ type Sigstore struct {
 }
 
 // NewSigstore makes a virtual Sigstore.
-func NewSigstore(t testing.TB) *Sigstore {
+func NewSigstore(t T) *Sigstore {
 	t.Helper()
 	vs, err := ca.NewVirtualSigstore()
 	must(t, err)
@@ -171,7 +185,7 @@ func NewSigstore(t testing.TB) *Sigstore {
 }
 
 // TrustedRoot is the trusted_root.json of the virtual Sigstore.
-func (s *Sigstore) TrustedRoot(t testing.TB) []byte {
+func (s *Sigstore) TrustedRoot(t T) []byte {
 	t.Helper()
 	// The virtual logs carry their ids as hex text; a trusted root holds
 	// the raw bytes, which the log entries name.
@@ -208,7 +222,7 @@ type Keyless struct {
 
 // Bundle signs the statement into a v0.3 bundle with the leaf
 // certificate, the log entry with its inclusion proof and promise.
-func (k *Keyless) Bundle(t testing.TB, statement []byte) []byte {
+func (k *Keyless) Bundle(t T, statement []byte) []byte {
 	t.Helper()
 	ent, err := k.s.vs.AttestAtTime(k.Subject, k.Issuer, statement, time.Now().Add(k.After), true)
 	must(t, err)
@@ -235,7 +249,7 @@ func (k *Keyless) Bundle(t testing.TB, statement []byte) []byte {
 	}, envelopeProto(t, sc.EnvelopeContent().RawEnvelope()))
 }
 
-func envelopeProto(t testing.TB, env *dsse.Envelope) *protodsse.Envelope {
+func envelopeProto(t T, env *dsse.Envelope) *protodsse.Envelope {
 	t.Helper()
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	must(t, err)
@@ -248,7 +262,7 @@ func envelopeProto(t testing.TB, env *dsse.Envelope) *protodsse.Envelope {
 	return out
 }
 
-func marshalBundle(t testing.TB, vm *protobundle.VerificationMaterial, env *protodsse.Envelope) []byte {
+func marshalBundle(t T, vm *protobundle.VerificationMaterial, env *protodsse.Envelope) []byte {
 	t.Helper()
 	b, err := protojson.Marshal(&protobundle.Bundle{
 		MediaType:            "application/vnd.dev.sigstore.bundle.v0.3+json",
@@ -260,7 +274,7 @@ func marshalBundle(t testing.TB, vm *protobundle.VerificationMaterial, env *prot
 }
 
 // Statement is an in-toto v1 statement about digest.
-func Statement(t testing.TB, digest, predicateType string, predicate any) []byte {
+func Statement(t T, digest, predicateType string, predicate any) []byte {
 	t.Helper()
 	hexd := strings.TrimPrefix(digest, "sha256:")
 	if predicate == nil {
@@ -293,14 +307,14 @@ func SLSA(builder, repo, commit string) map[string]any {
 }
 
 // Sign attaches a cosign v3 image signature of d by s, as a referrer.
-func Sign(t testing.TB, s Signer, d name.Digest) {
+func Sign(t T, s Signer, d name.Digest) {
 	t.Helper()
 	Attach(t, d, s.Bundle(t, Statement(t, d.DigestStr(), provenance.PredicateSign, nil)))
 }
 
 // Attest attaches a SLSA v1 provenance of subject, signed by s, to d.
 // subject is usually d itself; another digest makes a replayed attestation.
-func Attest(t testing.TB, s Signer, d name.Digest, subject string, predicate map[string]any) {
+func Attest(t T, s Signer, d name.Digest, subject string, predicate map[string]any) {
 	t.Helper()
 	Attach(t, d, s.Bundle(t, Statement(t, subject, provenance.PredicateSLSA, predicate)))
 }
@@ -310,7 +324,7 @@ func Attest(t testing.TB, s Signer, d name.Digest, subject string, predicate map
 // the bundle as its only layer, and d as subject. go-containerregistry
 // updates the sha256-<hex> fallback tag itself when the registry has no
 // referrers API.
-func Attach(t testing.TB, d name.Digest, bundle []byte) {
+func Attach(t T, d name.Digest, bundle []byte) {
 	t.Helper()
 	const media = "application/vnd.dev.sigstore.bundle.v0.3+json"
 	desc, err := remote.Get(d)
@@ -353,7 +367,7 @@ func (r rawManifest) MediaType() (types.MediaType, error) { return types.OCIMani
 // SignLegacy writes cosign's legacy signature tag sha256-<hex>.sig for d:
 // a simple-signing payload naming claimed (usually d itself), signed by k,
 // the signature in an annotation.
-func SignLegacy(t testing.TB, k *Key, d name.Digest, claimed string) {
+func SignLegacy(t T, k *Key, d name.Digest, claimed string) {
 	t.Helper()
 	payload, err := json.Marshal(map[string]any{
 		"critical": map[string]any{
@@ -377,7 +391,7 @@ func SignLegacy(t testing.TB, k *Key, d name.Digest, claimed string) {
 	must(t, remote.Write(tag, img))
 }
 
-func must(t testing.TB, err error) {
+func must(t T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,178 @@
+package world
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+)
+
+// Rollout reads the app's Rollout.
+func (w *World) Rollout(ctx context.Context) (*vigilv1.Rollout, error) {
+	ro := &vigilv1.Rollout{}
+	return ro, w.Client.Get(ctx, client.ObjectKey{Namespace: w.Namespace, Name: "web"}, ro)
+}
+
+// Watch polls the Rollout every 200 ms until done says it is where the
+// story wants it, printing a line whenever what it shows changes (phase,
+// step, weights, analysis, pending approval, message). It fails after
+// timeout, naming what it last saw.
+func (w *World) Watch(ctx context.Context, timeout time.Duration, what string, done func(*vigilv1.Rollout) bool) (*vigilv1.Rollout, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		ro, err := w.Rollout(ctx)
+		if err == nil {
+			if s := Summary(ro); s != last {
+				fmt.Fprintf(w.o.Out, "    %s\n", s)
+				last = s
+			}
+			if done(ro) {
+				return ro, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == "" && err != nil {
+				last = err.Error()
+			}
+			return ro, fmt.Errorf("waiting %s for %s; last seen: %s", timeout, what, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Summary is one line of what the Rollout shows.
+func Summary(ro *vigilv1.Rollout) string {
+	st := ro.Status
+	parts := []string{fmt.Sprintf("%-11s", st.Phase)}
+	if st.CurrentStepIndex != nil && st.CanaryRevision != "" {
+		parts = append(parts, fmt.Sprintf("step %d/%d", *st.CurrentStepIndex, stepsOf(ro)))
+	}
+	if st.CanaryRevision != "" {
+		parts = append(parts, fmt.Sprintf("canary %s %d%%", st.CanaryRevision, st.CanaryWeight))
+	}
+	if st.StableRevision != "" {
+		parts = append(parts, fmt.Sprintf("stable %s", st.StableRevision))
+	}
+	if a := st.Analysis; a != nil && a.Revision == st.CanaryRevision && st.CanaryRevision != "" {
+		v := string(a.Verdict)
+		if v == "" {
+			v = "Running"
+		}
+		parts = append(parts, fmt.Sprintf("analysis %s", v))
+	}
+	if p := st.PendingApproval; p != nil {
+		parts = append(parts, fmt.Sprintf("waits for approval of step %d", p.Step))
+	}
+	line := strings.Join(parts, " · ")
+	if st.Message != "" {
+		line += " — " + st.Message
+	}
+	return line
+}
+
+func stepsOf(ro *vigilv1.Rollout) int { return len(ro.Spec.Strategy.Canary.Steps) }
+
+// ApprovalFor is the Approval of the step the Rollout waits at.
+func (w *World) ApprovalFor(ro *vigilv1.Rollout, reason string) (*vigilv1.Approval, error) {
+	p := ro.Status.PendingApproval
+	if p == nil {
+		return nil, fmt.Errorf("rollout %s waits for no approval (phase %s)", ro.Name, ro.Status.Phase)
+	}
+	return &vigilv1.Approval{
+		TypeMeta:   metav1.TypeMeta{APIVersion: vigilv1.GroupVersion.String(), Kind: "Approval"},
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-step-%d-%d", ro.Name, p.Revision, p.Step, time.Now().Unix()), Namespace: ro.Namespace},
+		Spec: vigilv1.ApprovalSpec{
+			RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name},
+			Revision:   p.Revision,
+			Step:       p.Step,
+			Decision:   vigilv1.ApprovalApprove,
+			Reason:     reason,
+		},
+	}, nil
+}
+
+// Approve creates the Approval of the step the Rollout waits at.
+func (w *World) Approve(ctx context.Context, ro *vigilv1.Rollout, reason string) (*vigilv1.Approval, error) {
+	a, err := w.ApprovalFor(ro, reason)
+	if err != nil {
+		return nil, err
+	}
+	return a, w.Client.Create(ctx, a)
+}
+
+// Applied: the Rollout's template names rel's image, so GitSync applied
+// its deploy commit.
+func Applied(rel *Release) func(*vigilv1.Rollout) bool {
+	return func(ro *vigilv1.Rollout) bool {
+		c := ro.Spec.Template.Spec.Containers
+		return len(c) > 0 && c[0].Image == rel.Image
+	}
+}
+
+// Promoted: rel is applied and its revision is stable and Ready.
+func Promoted(rel *Release) func(*vigilv1.Rollout) bool {
+	return func(ro *vigilv1.Rollout) bool {
+		return Applied(rel)(ro) && ro.Status.Phase == vigilv1.RolloutPhasePromoted &&
+			ro.Status.CanaryRevision == "" && ro.Spec.Replicas != nil && ro.Status.ReadyReplicas == *ro.Spec.Replicas &&
+			conditionTrue(ro, vigilv1.ConditionReady)
+	}
+}
+
+// WaitsForApproval: rel's canary waits for an Approval.
+func WaitsForApproval(rel *Release) func(*vigilv1.Rollout) bool {
+	return func(ro *vigilv1.Rollout) bool {
+		return Applied(rel)(ro) && ro.Status.PendingApproval != nil && ro.Status.CanaryRevision != "" &&
+			ro.Status.PendingApproval.Revision == ro.Status.CanaryRevision
+	}
+}
+
+// RolledBack: rel was rolled back and stable serves everything again.
+func RolledBack(rel *Release) func(*vigilv1.Rollout) bool {
+	return func(ro *vigilv1.Rollout) bool {
+		return Applied(rel)(ro) && ro.Status.Phase == vigilv1.RolloutPhaseRolledBack
+	}
+}
+
+// Blocked: rel was refused before any pod.
+func Blocked(rel *Release) func(*vigilv1.Rollout) bool {
+	return func(ro *vigilv1.Rollout) bool {
+		return Applied(rel)(ro) && ro.Status.Phase == vigilv1.RolloutPhaseBlocked
+	}
+}
+
+func conditionTrue(ro *vigilv1.Rollout, t string) bool {
+	for _, c := range ro.Status.Conditions.Conditions {
+		if c.Type == t {
+			return c.Status == metav1.ConditionTrue && c.ObservedGeneration == ro.Generation
+		}
+	}
+	return false
+}
+
+// EventTimes are the times (to the microsecond) of the latest Event of
+// each reason the controller recorded for the Rollout.
+func (w *World) EventTimes(ctx context.Context) (map[string]time.Time, error) {
+	var evs eventsv1.EventList
+	if err := w.Client.List(ctx, &evs, client.InNamespace(w.Namespace)); err != nil {
+		return nil, err
+	}
+	times := map[string]time.Time{}
+	for _, e := range evs.Items {
+		if e.Regarding.Kind != "Rollout" || e.Regarding.Name != "web" {
+			continue
+		}
+		if t := e.EventTime.Time; t.After(times[e.Reason]) {
+			times[e.Reason] = t
+		}
+	}
+	return times, nil
+}
