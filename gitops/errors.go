@@ -47,6 +47,9 @@ const (
 	ReasonUnsafeContent Reason = "UnsafeContent"
 	// ReasonRenderFailed: the manifests do not render into objects.
 	ReasonRenderFailed Reason = "RenderFailed"
+	// ReasonHistoryRewritten: the branch no longer contains the commit
+	// last applied (a force-push); the new commit is not applied.
+	ReasonHistoryRewritten Reason = "HistoryRewritten"
 	// ReasonRemoteRefused: kustomize would have loaded something from the
 	// network or run a program.
 	ReasonRemoteRefused Reason = "RemoteContentRefused"
@@ -63,6 +66,11 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// Fail is an error with reason.
+func Fail(reason Reason, format string, args ...any) *Error {
+	return fail(reason, format, args...)
+}
 
 func fail(reason Reason, format string, args ...any) *Error {
 	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}

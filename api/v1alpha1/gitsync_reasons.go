@@ -4,7 +4,7 @@ package v1alpha1
 // fails sets Ready=False with the reason the gitops package gives
 // (LimitExceeded, AuthenticationFailed, RefNotFound, FetchFailed,
 // Unreachable, CommitUnsigned, SignatureUntrusted, UnsafeContent,
-// RenderFailed, RemoteContentRefused); these are the others.
+// RenderFailed, RemoteContentRefused, HistoryRewritten); these are the others.
 const (
 	// ReasonSynced: the cluster matches the applied commit.
 	ReasonSynced = "Synced"

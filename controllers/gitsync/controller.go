@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -189,7 +190,7 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 	if err != nil {
 		return nil, r.observeFetch(start, err)
 	}
-	key := fmt.Sprintf("%d/%s", gs.Generation, trusted.digest)
+	key := fmt.Sprintf("%d/%s/%s", gs.Generation, trusted.digest, gs.Annotations[AcceptRewriteAnnotation])
 	if st.key == key && st.current != nil && st.current.rev == rev {
 		fetches.WithLabelValues(outcomeUnchanged, "").Inc()
 		return st.current, st.err
@@ -199,7 +200,11 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 		return nil, fmt.Errorf("staging the fetch: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	got, err := r.render(tctx, gs, src, trusted.keys, dir)
+	var got *rendered
+	err = r.fastForward(tctx, gs, src, rev, filepath.Join(dir, "history"))
+	if err == nil {
+		got, err = r.render(tctx, gs, src, trusted.keys, filepath.Join(dir, "tree"))
+	}
 	if _, unknown := gitops.ReasonOf(err); err != nil && unknown {
 		return nil, r.observeFetch(start, err) // says nothing of the commit: not remembered
 	}
@@ -209,6 +214,37 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 	st.key, st.current, st.err = key, got, err
 	gs.Status.LastAttemptedRevision = got.rev
 	return got, r.observeFetch(start, err)
+}
+
+// AcceptRewriteAnnotation on a GitSync names a commit to apply even though
+// the branch's history was rewritten to reach it.
+const AcceptRewriteAnnotation = "vigil.dev/accept-history-rewrite"
+
+// fastForward refuses a new commit of a branch that does not contain the
+// commit last applied: the branch was force-pushed, and what was reviewed
+// and deployed is no longer in its history. A person accepts the new
+// commit by naming it in AcceptRewriteAnnotation.
+func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, rev, dir string) error {
+	last := gs.Status.LastAppliedRevision
+	if src.Ref.Branch == "" || last == "" || last == rev || gs.Annotations[AcceptRewriteAnnotation] == rev {
+		return nil
+	}
+	ref := "refs/heads/" + src.Ref.Branch
+	h, err := gitops.FetchHistory(ctx, src.URL, src.Auth, []string{ref}, dir, r.Limits)
+	if err != nil {
+		return err
+	}
+	ok, err := h.IsAncestor(last, rev)
+	if err != nil {
+		// The branch moved again since it was resolved: look again soon.
+		return &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: err}
+	}
+	if ok {
+		return nil
+	}
+	return gitops.Fail(gitops.ReasonHistoryRewritten,
+		"%s moved from %s to %s, which does not contain it: the branch's history was rewritten (force-push). %s stays applied; "+
+			"to apply %s anyway, annotate this GitSync with %s=%s", ref, last, rev, last, rev, AcceptRewriteAnnotation, rev)
 }
 
 // render fetches, verifies and renders one commit; on a refused commit it

@@ -315,3 +315,44 @@ func TestObjectsOutsideTheNamespaceAreRefused(t *testing.T) {
 	}).Should(Succeed())
 	g.Expect(strings.Contains(ns, "gitsync-test")).To(BeTrue())
 }
+
+func TestARewrittenBranchIsRefusedUntilItsNewCommitIsAccepted(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, gitops.Limits{})
+	ns := newNamespace(t)
+	repo := gittest.NewRepo(t, "app.git")
+	repo.Write("deploy/service.yaml", serviceYAML(80))
+	repo.Commit("first")
+	repo.Write("deploy/service.yaml", serviceYAML(81))
+	second := repo.Commit("second")
+	gs := newGitSync(t, ns, "app", repo.Daemon(), nil)
+	eventually(g, func(g Gomega) {
+		g.Expect(get(g, gs).Status.LastAppliedRevision).To(Equal(second))
+	}).Should(Succeed())
+
+	// A force-push replaces the applied commit with another one.
+	repo.Git(repo.Work, "reset", "-q", "--hard", "HEAD~1")
+	repo.Write("deploy/service.yaml", serviceYAML(82))
+	rewritten := repo.Commit("rewritten")
+	eventually(g, func(g Gomega) {
+		got := get(g, gs)
+		ready := condition(got, vigilv1.ConditionReady)
+		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonHistoryRewritten)))
+		g.Expect(ready.Message).To(And(ContainSubstring("moved from "+second+" to "+rewritten), ContainSubstring(AcceptRewriteAnnotation+"="+rewritten)))
+		g.Expect(condition(got, vigilv1.ConditionStalled).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(got.Status.LastAttemptedRevision).To(Equal(rewritten))
+		g.Expect(got.Status.LastAppliedRevision).To(Equal(second))
+	}).Should(Succeed())
+	g.Expect(servicePort(g, ns)).To(Equal(int32(81)), "the rewritten commit is not applied")
+
+	got := get(g, gs)
+	got.Annotations = map[string]string{AcceptRewriteAnnotation: rewritten}
+	g.Expect(k8s.Update(context.Background(), got)).To(Succeed())
+	eventually(g, func(g Gomega) {
+		got := get(g, gs)
+		g.Expect(got.Status.LastAppliedRevision).To(Equal(rewritten))
+		g.Expect(condition(got, vigilv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(servicePort(g, ns)).To(Equal(int32(82)))
+	}).Should(Succeed())
+}

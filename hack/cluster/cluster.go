@@ -46,6 +46,9 @@ type Options struct {
 	Nodes int
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// DieWithParent makes the kernel kill every process of the cluster
+	// when this program exits, even by a test timeout that skips cleanup.
+	DieWithParent bool
 }
 
 // Cluster is a running local control plane.
@@ -189,7 +192,7 @@ func StopDir(dir string) error {
 }
 
 func (c *Cluster) start(o Options, name string, args []string) error {
-	p, err := startProc(o.Dir, name, filepath.Join(o.BinDir, name), args, nil)
+	p, err := startProc(o.Dir, name, filepath.Join(o.BinDir, name), args, nil, o.DieWithParent)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,9 @@ const stateFile = "state.json"
 // startProc starts bin with args (and env added to this process's
 // environment) in a session and process group of its own, logging to
 // dir/logs/NAME.log.
-func startProc(dir, name, bin string, args, env []string) (*proc, error) {
+// With dieWithParent the kernel kills it when this program exits, however
+// it exits: for tests, whose cleanup a timeout skips.
+func startProc(dir, name, bin string, args, env []string, dieWithParent bool) (*proc, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating log dir: %w", err)
 	}
@@ -52,6 +54,9 @@ func startProc(dir, name, bin string, args, env []string) (*proc, error) {
 	// A session of its own: the process outlives `make dev-cluster` and is
 	// not hit by a Ctrl-C meant for the shell.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if dieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
 	}
@@ -168,9 +173,12 @@ func stopAll(procs []proc) error {
 // as each starts, so that another program can stop them all with StopDir.
 // The demo and the end-to-end suite run their servers this way.
 type Processes struct {
-	dir   string
-	mu    sync.Mutex
-	procs []*proc
+	// DieWithParent makes the kernel kill each process when the program
+	// that started it exits (tests set it; the demo's servers outlive it).
+	DieWithParent bool
+	dir           string
+	mu            sync.Mutex
+	procs         []*proc
 }
 
 // OpenProcesses starts a set in dir, refusing when processes recorded
@@ -197,7 +205,7 @@ func OpenProcesses(dir string) (*Processes, error) {
 func (ps *Processes) Start(name, bin string, args, env []string) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := startProc(ps.dir, name, bin, args, env)
+	p, err := startProc(ps.dir, name, bin, args, env, ps.DieWithParent)
 	if err != nil {
 		return err
 	}

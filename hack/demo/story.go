@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +101,10 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 	if a := ro.Status.Analysis; a != nil {
 		note("✗ analysis %s was %s:", a.Run, a.Verdict)
 		for _, m := range a.Measurements {
-			note("    %s = %s (%s)", m.Metric, m.Value, m.Outcome)
+			if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
+				m.Value = strconv.FormatFloat(v, 'f', 4, 64)
+			}
+			note("    %s = %s (%s: %s)", m.Metric, m.Value, m.Outcome, m.Reason)
 		}
 	}
 	if rb := ro.Status.Rollback; rb != nil {

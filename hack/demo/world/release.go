@@ -142,17 +142,28 @@ func (w *World) notify(ctx context.Context) error {
 	return nil
 }
 
-// writeManifest renders manifests/name into deploy/as with the world's
-// values and data; [[ ]] delimit the values, since {{ }} belong to Vigil's
-// query arguments.
+// writeManifest renders manifests/name into deploy/as in the work tree.
 func (w *World) writeManifest(name, as string, data map[string]any) error {
-	raw, err := manifests.ReadFile("manifests/" + name)
+	out, err := w.render(name, data)
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(w.work, "deploy"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w.work, "deploy", as), out, 0o644)
+}
+
+// render fills manifests/name with the world's values and data; [[ ]]
+// delimit them, since {{ }} belong to Vigil's query arguments.
+func (w *World) render(name string, data map[string]any) ([]byte, error) {
+	raw, err := manifests.ReadFile("manifests/" + name)
+	if err != nil {
+		return nil, err
+	}
 	t, err := template.New(name).Delims("[[", "]]").Option("missingkey=error").Parse(string(raw))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	values := map[string]any{"PrometheusURL": w.PrometheusURL, "GitURL": w.GitURL, "Builder": Builder}
 	for k, v := range data {
@@ -160,10 +171,7 @@ func (w *World) writeManifest(name, as string, data map[string]any) error {
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, values); err != nil {
-		return fmt.Errorf("rendering %s: %w", name, err)
+		return nil, fmt.Errorf("rendering %s: %w", name, err)
 	}
-	if err := os.MkdirAll(filepath.Join(w.work, "deploy"), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(w.work, "deploy", as), buf.Bytes(), 0o644)
+	return buf.Bytes(), nil
 }

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/hack/cluster"
@@ -59,6 +62,9 @@ type Options struct {
 	Namespace string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
+	// DieWithParent makes every process die with the program that
+	// started it (the end-to-end suite); the demo's outlive it.
+	DieWithParent bool
 }
 
 // World is a running set of servers and the app's repository.
@@ -93,6 +99,7 @@ func Up(ctx context.Context, o Options) (*World, error) {
 	if o.Namespace == "" {
 		o.Namespace = "demo"
 	}
+	ctrllog.SetLogger(logr.Discard()) // envtest's CRD installer logs through it
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -110,6 +117,7 @@ func Up(ctx context.Context, o Options) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	procs.DieWithParent = o.DieWithParent
 	w := &World{o: o, Procs: procs, Namespace: o.Namespace, addr: map[string]string{}, key: sigtest.NewKey(Fatal{})}
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
@@ -269,18 +277,15 @@ func (w *World) createApp(ctx context.Context) error {
 	if _, err := w.commit("deploy: the web Service, its error-rate analysis and its trust policy"); err != nil {
 		return err
 	}
-	gs := &vigilv1.GitSync{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: w.Namespace},
-		Spec: vigilv1.GitSyncSpec{
-			URL:              w.GitURL,
-			Ref:              vigilv1.GitRef{Branch: "main"},
-			Path:             "deploy",
-			Interval:         "30s",
-			Prune:            true,
-			SelfHeal:         true,
-			WebhookSecretRef: &vigilv1.LocalObjectReference{Name: "demo-git-webhook"},
-		},
+	raw, err := w.render("gitsync.yaml", nil)
+	if err != nil {
+		return err
 	}
+	gs := &vigilv1.GitSync{}
+	if err := yaml.UnmarshalStrict(raw, gs); err != nil {
+		return fmt.Errorf("reading gitsync.yaml: %w", err)
+	}
+	gs.Namespace = w.Namespace
 	if err := w.Client.Create(ctx, gs); err != nil {
 		return fmt.Errorf("creating GitSync: %w", err)
 	}
