@@ -82,7 +82,9 @@ func rollout(g Gomega) *vigilv1.Rollout {
 // checking at each wait that rel is not stable before its approval.
 func approveUntilPromoted(t *testing.T, rel *world.Release) *vigilv1.Rollout {
 	g := NewWithT(t)
-	ro := watch(t, rel.Name+" to wait for approval", world.WaitsForApproval(rel))
+	ro := watch(t, rel.Name+" to wait for approval at its last step", func(ro *vigilv1.Rollout) bool {
+		return world.WaitsForApproval(rel)(ro) && ro.Status.PendingApproval.Step == int32(len(ro.Spec.Strategy.Canary.Steps)-1)
+	})
 	g.Expect(ro.Status.StableRevision).To(Equal(stable), "not promoted before the approval")
 	_, err := w.Approve(ctx, ro, "e2e")
 	g.Expect(err).NotTo(HaveOccurred())

@@ -2,6 +2,7 @@ package world
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -26,12 +27,12 @@ func (w *World) Rollout(ctx context.Context) (*vigilv1.Rollout, error) {
 func (w *World) Watch(ctx context.Context, timeout time.Duration, what string, done func(*vigilv1.Rollout) bool) (*vigilv1.Rollout, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	last := ""
+	last, start := "", time.Now()
 	for {
 		ro, err := w.Rollout(ctx)
 		if err == nil {
 			if s := Summary(ro); s != last {
-				fmt.Fprintf(w.o.Out, "    %s\n", s)
+				fmt.Fprintf(w.o.Out, "    %5.1fs  %s\n", time.Since(start).Seconds(), s)
 				last = s
 			}
 			if done(ro) {
@@ -52,6 +53,9 @@ func (w *World) Watch(ctx context.Context, timeout time.Duration, what string, d
 // Summary is one line of what the Rollout shows.
 func Summary(ro *vigilv1.Rollout) string {
 	st := ro.Status
+	if st.Phase == "" {
+		return "(no status yet)"
+	}
 	parts := []string{fmt.Sprintf("%-11s", st.Phase)}
 	if st.CurrentStepIndex != nil && st.CanaryRevision != "" {
 		parts = append(parts, fmt.Sprintf("step %d/%d", *st.CurrentStepIndex, stepsOf(ro)))
@@ -87,9 +91,11 @@ func (w *World) ApprovalFor(ro *vigilv1.Rollout, reason string) (*vigilv1.Approv
 	if p == nil {
 		return nil, fmt.Errorf("rollout %s waits for no approval (phase %s)", ro.Name, ro.Status.Phase)
 	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
 	return &vigilv1.Approval{
 		TypeMeta:   metav1.TypeMeta{APIVersion: vigilv1.GroupVersion.String(), Kind: "Approval"},
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-step-%d-%d", ro.Name, p.Revision, p.Step, time.Now().Unix()), Namespace: ro.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-step-%d-%x", ro.Name, p.Revision, p.Step, suffix), Namespace: ro.Namespace},
 		Spec: vigilv1.ApprovalSpec{
 			RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name},
 			Revision:   p.Revision,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/template"
 	"time"
 
@@ -115,8 +116,20 @@ func (w *World) RewriteHistory(ctx context.Context, msg string) (string, error) 
 
 // notify delivers a signed push webhook, as a Gitea server would.
 func (w *World) notify(ctx context.Context) error {
+	after, err := w.gitOut(w.work, "rev-parse", "HEAD")
+	if err != nil {
+		return err
+	}
+	before, err := w.gitOut(w.work, "rev-parse", "HEAD~1")
+	if err != nil {
+		before = strings.Repeat("0", 40)
+	}
+	// Like a real delivery, the body names the commits, so each push's body
+	// differs (the receiver drops a body it has seen as a replay).
 	body, err := json.Marshal(map[string]any{
 		"ref":        "refs/heads/main",
+		"before":     before,
+		"after":      after,
 		"repository": map[string]string{"clone_url": w.GitURL},
 	})
 	if err != nil {
@@ -139,6 +152,9 @@ func (w *World) notify(ctx context.Context) error {
 		return nil
 	}
 	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		w.say("the push webhook was answered %s; GitSync will look on its interval", resp.Status)
+	}
 	return nil
 }
 
