@@ -74,6 +74,7 @@ func run(m *testing.M) (code int) {
 		Bin:        bin,
 		Prometheus: prom,
 		CRDs:       "../config/crd/bases",
+		Role:       "../config/rbac/role.yaml",
 		Out:        story,
 		// A test timeout skips the cleanup below; the kernel then stops them.
 		DieWithParent: true,

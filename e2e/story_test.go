@@ -190,6 +190,7 @@ func prometheusDies(t *testing.T) {
 	g.Expect(ro.Status.Analysis.Verdict).To(Equal(vigilv1.AnalysisUnknown))
 	paused := *ro.Status.CurrentStepIndex
 	g.Expect(w.StartPrometheus()).To(Succeed())
+	g.Expect(w.WaitForTraffic(ctx, ro.Status.CanaryRevision, time.Minute)).To(Succeed(), "Prometheus scrapes again")
 	g.Consistently(func(g Gomega) {
 		ro := rollout(g)
 		g.Expect(ro.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused), "recovery alone does not resume: a person decides")

@@ -1,6 +1,6 @@
 // Command demo tells Vigil's story on a local cluster (make demo):
 //
-//	demo up    --dir .demo --kubeconfig K --bin DIR --prometheus BIN --crds DIR --assets DIR
+//	demo up    --dir .demo --kubeconfig K --bin DIR --prometheus BIN --crds DIR --role FILE --assets DIR
 //	demo down  --dir .demo
 //	demo serve --registry ADDR --exporter ADDR   (started by up; KUBECONFIG names the cluster)
 package main
@@ -35,6 +35,7 @@ func main() {
 		fs.StringVar(&o.Bin, "bin", ".demo/bin", "directory holding vigil-controller and demo")
 		fs.StringVar(&o.Prometheus, "prometheus", "", "the prometheus binary")
 		fs.StringVar(&o.CRDs, "crds", "config/crd/bases", "directory of Vigil's CRDs")
+		fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's ClusterRole")
 		fs.StringVar(&assets, "assets", "", "directory holding kubectl (hack/tools.sh assets)")
 		_ = fs.Parse(os.Args[2:])
 		o.Out = os.Stdout

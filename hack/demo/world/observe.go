@@ -3,7 +3,11 @@ package world
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -181,4 +185,33 @@ func (w *World) EventTimes(ctx context.Context) (map[string]time.Time, error) {
 		}
 	}
 	return times, nil
+}
+
+// WaitForTraffic waits until Prometheus answers a rate of revision's
+// requests: after a restart it scrapes again only a few seconds after it
+// says it is ready, and a rate needs two samples.
+func (w *World) WaitForTraffic(ctx context.Context, revision string, timeout time.Duration) error {
+	q := url.Values{"query": {fmt.Sprintf(`sum(rate(demo_http_requests_total{namespace=%q,revision=%q}[10s]))`, w.Namespace, revision)}}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var answer struct {
+			Data struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		resp, err := http.Get(w.PrometheusURL + "/api/v1/query?" + q.Encode())
+		if err == nil {
+			err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer)
+			_ = resp.Body.Close()
+			if err == nil && len(answer.Data.Result) > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("prometheus has no traffic of revision %s after %s", revision, timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

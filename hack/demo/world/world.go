@@ -24,12 +24,17 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -58,6 +63,10 @@ type Options struct {
 	Prometheus string
 	// CRDs is the directory of Vigil's CRDs (config/crd/bases).
 	CRDs string
+	// Role is the controller's ClusterRole (config/rbac/role.yaml): the
+	// controller runs as a ServiceAccount bound to it and nothing more, so
+	// the story also checks that the role is enough.
+	Role string
 	// Namespace is where the app and its GitSync live (default demo).
 	Namespace string
 	// Out receives progress lines; nil discards them.
@@ -84,11 +93,13 @@ type World struct {
 	// Namespace is the app's namespace.
 	Namespace string
 
-	addr        map[string]string
-	bare, work  string
-	key         *sigtest.Key
-	hookSecret  string
-	controllerA []string
+	addr map[string]string
+	// controllerKubeconfig holds the controller's ServiceAccount token.
+	controllerKubeconfig string
+	bare, work           string
+	key                  *sigtest.Key
+	hookSecret           string
+	controllerA          []string
 }
 
 // Up starts every server, installs the CRDs, starts the controller and
@@ -152,6 +163,9 @@ func Up(ctx context.Context, o Options) (*World, error) {
 	w.say("installing Vigil's CRDs")
 	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{o.CRDs}, ErrorIfPathMissing: true}); err != nil {
 		return nil, fmt.Errorf("installing CRDs from %s: %w", o.CRDs, err)
+	}
+	if err := w.controllerIdentity(ctx, cfg); err != nil {
+		return nil, err
 	}
 	if err := w.StartController(ctx); err != nil {
 		return nil, err
@@ -220,7 +234,7 @@ func (w *World) StartController(ctx context.Context) error {
 		"--metrics-bind-address=" + w.addr["metrics"],
 		"--health-probe-bind-address=" + w.addr["probe"],
 		"--push-webhook-bind-address=" + w.addr["webhook"],
-	}, []string{"KUBECONFIG=" + w.o.Kubeconfig}); err != nil {
+	}, []string{"KUBECONFIG=" + w.controllerKubeconfig}); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, "http://"+w.addr["probe"]+"/readyz", 2*time.Minute); err != nil {
@@ -228,6 +242,48 @@ func (w *World) StartController(ctx context.Context) error {
 	}
 	// The push receiver answers 405 to a GET once it listens.
 	return waitHTTP(ctx, "http://"+w.addr["webhook"]+"/hooks/push", time.Minute, http.StatusMethodNotAllowed)
+}
+
+// controllerIdentity makes the controller's ServiceAccount in vigil-system,
+// binds it to the ClusterRole of config/rbac, and writes a kubeconfig with a
+// token for it.
+func (w *World) controllerIdentity(ctx context.Context, cfg *rest.Config) error {
+	raw, err := os.ReadFile(w.o.Role)
+	if err != nil {
+		return fmt.Errorf("reading the controller's role: %w", err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		return fmt.Errorf("reading %s: %w", w.o.Role, err)
+	}
+	role.Name = "vigil-manager"
+	const ns, name = "vigil-system", "vigil-controller"
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "vigil-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}},
+	}
+	for _, obj := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, sa, role, binding} {
+		if err := w.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(24 * 3600))}}
+	if err := w.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return fmt.Errorf("requesting a token for %s/%s: %w", ns, name, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: "local", AuthInfo: name}
+	kc.CurrentContext = name
+	w.controllerKubeconfig = filepath.Join(w.o.Dir, "controller.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, w.controllerKubeconfig); err != nil {
+		return err
+	}
+	w.say("vigil-controller runs as ServiceAccount %s/%s with ClusterRole %s (config/rbac) and nothing more", ns, name, role.Name)
+	return nil
 }
 
 // startGit creates the bare repository and serves it with git daemon.
