@@ -463,6 +463,12 @@ type RevisionVerification struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Images []VerifiedImage `json:"images,omitempty"`
+	// appliedRevision is the commit the Rollout was applied from (its
+	// vigil.dev/gitsync-revision annotation) when the verdict was reached;
+	// a refusal is looked at again as soon as another commit applies it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	AppliedRevision string `json:"appliedRevision,omitempty"`
 	// time of the verification.
 	Time metav1.Time `json:"time"`
 	// unknownAttempts counts consecutive Unknown outcomes; the next attempt

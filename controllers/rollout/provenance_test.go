@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/hack/gittest"
 	"github.com/vigil-dev/vigil/hack/sigtest"
 	"github.com/vigil-dev/vigil/provenance"
@@ -31,6 +32,7 @@ type supplyChain struct {
 	reg      *sigtest.Registry
 	key      *sigtest.Key
 	repoURL  string
+	initial  string // the commit before reviewed
 	reviewed string
 	tags     int
 }
@@ -47,6 +49,8 @@ func startGated(t *testing.T, mode vigilv1.TrustPolicyMode) *supplyChain {
 func newSupplyChainTB(t testing.TB, ns string, mode vigilv1.TrustPolicyMode) *supplyChain {
 	sc := &supplyChain{t: t, ns: ns, reg: sigtest.NewRegistry(t, true), key: sigtest.NewKey(t)}
 	repo := gittest.NewRepo(t, "app.git")
+	repo.Write("README.md", "app\n")
+	sc.initial = repo.Commit("initial")
 	repo.Write("main.go", "package main\n")
 	sc.reviewed = repo.Commit("reviewed")
 	sc.repoURL = repo.Daemon()
@@ -204,4 +208,47 @@ func TestATrustPolicyChangeVerifiesTheRunningRevisionAgain(t *testing.T) {
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
 	g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonVerificationFailed))
 	g.Expect(replicaSets(g, ro)[first.Revision].Spec.Replicas).To(Equal(ptr.To(int32(1))), "running pods are left alone")
+}
+
+// TestTheSameRepositoryCheckUsesTheCommitTheRolloutWasAppliedFrom: a
+// GitSync names a commit in its status only once all of it is applied,
+// which is after it created the Rollout; the gate checks against the
+// commit the Rollout itself carries (vigil.dev/gitsync-revision), and a
+// refusal is looked at again as soon as another commit applies the Rollout.
+func TestTheSameRepositoryCheckUsesTheCommitTheRolloutWasAppliedFrom(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	sc := startGated(t, vigilv1.TrustPolicyEnforce)
+	gs := &vigilv1.GitSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sc.ns, Name: "manifests"},
+		Spec:       vigilv1.GitSyncSpec{URL: sc.repoURL, Ref: vigilv1.GitRef{Branch: "main"}, Path: "deploy"},
+	}
+	g.Expect(k8s.Create(ctx, gs)).To(Succeed())
+	gs.Status.LastAppliedRevision = sc.initial // still the commit before, mid-apply
+	g.Expect(k8s.Status().Update(ctx, gs)).To(Succeed())
+	tag, d := sc.image()
+	sc.release(d) // built from sc.reviewed
+	appliedFrom := func(name, commit string) *vigilv1.Rollout {
+		ro := gated(newRollout(sc.ns, name, 2, tag, weightStep(50)))
+		ro.Annotations = map[string]string{gitops.OwnerAnnotation: sc.ns + "/manifests", gitops.RevisionAnnotation: commit}
+		g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+		return ro
+	}
+	fromReviewed := appliedFrom("from-reviewed", sc.reviewed)
+	fromInitial := appliedFrom("from-initial", sc.initial)
+
+	v := waitPromoted(t, fromReviewed, 20*time.Second)
+	g.Expect(v.Status.Verification.AppliedRevision).To(Equal(sc.reviewed))
+	g.Eventually(func(g Gomega) {
+		c := verified(get(g, fromInitial))
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(string(provenance.ReasonCommitNotApplied)))
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed(), "the annotation decides, not the GitSync's status")
+
+	// The next commit applies the same Rollout: verified again at once,
+	// not after the five minutes a refusal otherwise waits.
+	cur := get(g, fromInitial)
+	cur.Annotations[gitops.RevisionAnnotation] = sc.reviewed
+	g.Expect(k8s.Update(ctx, cur)).To(Succeed())
+	waitPromoted(t, fromInitial, 20*time.Second)
 }

@@ -61,7 +61,11 @@ func (r *Reconciler) gate(ctx context.Context, s *scope) (*hold, error) {
 	}
 	running := s.set(s.revision) != nil
 	v := ro.Status.Verification
-	if v != nil && v.Revision == s.revision && tp.Status.PolicyHash != "" && v.PolicyHash == tp.Status.PolicyHash {
+	// A pass holds for later commits too (history only grows); a refusal
+	// may not: the commit that now applies the Rollout may contain the
+	// image's source commit.
+	sameCommit := v != nil && (v.Result == vigilv1.VerificationPassed || v.AppliedRevision == ro.Annotations[gitops.RevisionAnnotation])
+	if v != nil && v.Revision == s.revision && tp.Status.PolicyHash != "" && v.PolicyHash == tp.Status.PolicyHash && sameCommit {
 		if h, again := r.reuse(s, v, running); !again {
 			return h, nil
 		}
@@ -147,7 +151,8 @@ func (r *Reconciler) notReady(s *scope, msg string) *hold {
 func (r *Reconciler) verifyRevision(ctx context.Context, s *scope, tp *vigilv1.TrustPolicy, policy *provenance.Policy) *vigilv1.RevisionVerification {
 	ro := s.rollout
 	out := &vigilv1.RevisionVerification{Revision: s.revision, PolicyHash: policy.Hash(), Result: vigilv1.VerificationPassed,
-		Reason: vigilv1.ReasonVerified, Time: metav1.NewTime(s.now), Audit: trustpolicy.Mode(tp) == vigilv1.TrustPolicyAudit}
+		Reason: vigilv1.ReasonVerified, Time: metav1.NewTime(s.now), Audit: trustpolicy.Mode(tp) == vigilv1.TrustPolicyAudit,
+		AppliedRevision: ro.Annotations[gitops.RevisionAnnotation]}
 	applied := r.applied(ctx, ro)
 	var msgs []string
 	for _, image := range templateImages(&ro.Spec.Template) {

@@ -99,7 +99,6 @@ type World struct {
 	bare, work           string
 	key                  *sigtest.Key
 	hookSecret           string
-	controllerA          []string
 }
 
 // Up starts every server, installs the CRDs, starts the controller and
@@ -119,14 +118,14 @@ func Up(ctx context.Context, o Options) (*World, error) {
 		return nil, err
 	}
 	o.Dir = dir
+	procs, err := cluster.OpenProcesses(dir) // refuses while a demo runs there
+	if err != nil {
+		return nil, err
+	}
 	for _, sub := range []string{"git", "prometheus", "logs"} {
 		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 			return nil, fmt.Errorf("clearing %s: %w", sub, err)
 		}
-	}
-	procs, err := cluster.OpenProcesses(dir)
-	if err != nil {
-		return nil, err
 	}
 	procs.DieWithParent = o.DieWithParent
 	w := &World{o: o, Procs: procs, Namespace: o.Namespace, addr: map[string]string{}, key: sigtest.NewKey(Fatal{})}
