@@ -78,8 +78,9 @@ func rollout(g Gomega) *vigilv1.Rollout {
 	return ro
 }
 
-// promoteSafely approves what the Rollout waits for until rel is promoted,
-// checking at each wait that rel is not stable before its approval.
+// approveUntilPromoted waits until rel's canary waits at the last step,
+// the approval step, checks it is not stable yet, approves it and waits
+// for the promotion.
 func approveUntilPromoted(t *testing.T, rel *world.Release) *vigilv1.Rollout {
 	g := NewWithT(t)
 	ro := watch(t, rel.Name+" to wait for approval at its last step", func(ro *vigilv1.Rollout) bool {

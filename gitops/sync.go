@@ -103,10 +103,9 @@ func (e *Engine) mapping(gk schema.GroupKind, version string) (*meta.RESTMapping
 }
 
 // Scope places objects in namespace and marks them as owned by owner and
-// applied from revision. A
-// GitSync only applies namespaced objects of its own namespace: a
-// cluster-scoped object, one in another namespace, or a kind the cluster
-// does not serve is refused, naming the object.
+// applied from revision. A GitSync only applies namespaced objects of its
+// own namespace: a cluster-scoped object, one in another namespace, or a
+// kind the cluster does not serve is refused, naming the object.
 func (e *Engine) Scope(objs []*unstructured.Unstructured, namespace, owner, revision string) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -148,7 +147,6 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 	note("Vigil's metrics: %s", w.ControllerMetrics)
 	note("logs: %s", filepath.Join(o.Dir, "logs"))
 	note("Stop everything: make demo-down")
-	_ = os.Stdout.Sync()
 	return nil
 }
 
