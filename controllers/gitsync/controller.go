@@ -231,6 +231,10 @@ func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src g
 	}
 	ref := "refs/heads/" + src.Ref.Branch
 	h, err := gitops.FetchHistory(ctx, src.URL, src.Auth, []string{ref}, dir, r.Limits)
+	if reason, _ := gitops.ReasonOf(err); err != nil && reason == gitops.ReasonLimitExceeded {
+		return gitops.Fail(reason, "checking that %s only moved forward from %s needs its history, which is larger than the limits: %v; "+
+			"to apply %s without the check, annotate this GitSync with %s=%s", ref, last, err, rev, AcceptRewriteAnnotation, rev)
+	}
 	if err != nil {
 		return err
 	}

@@ -356,3 +356,39 @@ func TestARewrittenBranchIsRefusedUntilItsNewCommitIsAccepted(t *testing.T) {
 		g.Expect(servicePort(g, ns)).To(Equal(int32(82)))
 	}).Should(Succeed())
 }
+
+func TestAHistoryTooLargeToCheckIsRefusedWithWhatToDo(t *testing.T) {
+	g := NewWithT(t)
+	limits := gitops.DefaultLimits()
+	limits.Objects = 12 // one commit's pack (4 objects) fits; four commits' history does not
+	startManager(t, limits)
+	ns := newNamespace(t)
+	repo := gittest.NewRepo(t, "app.git")
+	repo.Write("deploy/service.yaml", serviceYAML(80))
+	first := repo.Commit("first")
+	gs := newGitSync(t, ns, "app", repo.Daemon(), nil)
+	eventually(g, func(g Gomega) {
+		g.Expect(get(g, gs).Status.LastAppliedRevision).To(Equal(first))
+	}).Should(Succeed())
+
+	var head string
+	for port := 81; port <= 83; port++ {
+		repo.Write("deploy/service.yaml", serviceYAML(port))
+		head = repo.Commit(fmt.Sprintf("port %d", port))
+	}
+	eventually(g, func(g Gomega) {
+		ready := condition(get(g, gs), vigilv1.ConditionReady)
+		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonLimitExceeded)))
+		g.Expect(ready.Message).To(And(ContainSubstring("only moved forward from "+first+" needs its history"),
+			ContainSubstring(AcceptRewriteAnnotation+"="+head)))
+	}).Should(Succeed())
+	g.Expect(servicePort(g, ns)).To(Equal(int32(80)))
+
+	got := get(g, gs)
+	got.Annotations = map[string]string{AcceptRewriteAnnotation: head}
+	g.Expect(k8s.Update(context.Background(), got)).To(Succeed())
+	eventually(g, func(g Gomega) {
+		g.Expect(get(g, gs).Status.LastAppliedRevision).To(Equal(head))
+		g.Expect(servicePort(g, ns)).To(Equal(int32(83)))
+	}).Should(Succeed())
+}
