@@ -45,7 +45,7 @@ install-yaml: ## Print the whole install (config/default) as YAML
 	@$(KUSTOMIZE) build config/default
 
 .PHONY: test
-test: ## Build missing tools, verify, then run every unit and envtest suite
+test: ## Build missing tools, verify, then run every suite: unit, envtest and end-to-end (e2e/)
 	@$(TOOLS) build
 	@hack/verify.sh
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test $(GO_TEST_FLAGS) ./...
