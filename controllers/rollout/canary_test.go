@@ -40,6 +40,9 @@ func TestFourStepCanaryPromotesByReplicaRatio(t *testing.T) {
 		v2 = cur.Status.CanaryRevision
 		g.Expect(v2).NotTo(BeEmpty())
 		sets := replicaSets(g, ro)
+		// The canary's revision is in status one reconcile before its
+		// ReplicaSet exists (a decision is stored before it is acted on).
+		g.Expect(sets).To(HaveKey(v2))
 		g.Expect(sets[v2].Spec.Replicas).To(HaveValue(Equal(int32(1))))
 		g.Expect(sets[v1.Status.StableRevision].Spec.Replicas).To(HaveValue(Equal(int32(4))))
 		g.Expect(cur.Status.CanaryWeight).To(Equal(int32(20)))
