@@ -113,6 +113,20 @@ func (h *History) IsAncestor(commit, tip string) (bool, error) {
 	return h.reaches(from, want)
 }
 
+// Snapshot is commit read from the fetched history, for a caller that
+// needs its tree and need not fetch it again.
+func (h *History) Snapshot(commit string) (*Snapshot, error) {
+	hash, ok := fullHash(commit)
+	if !ok {
+		return nil, fail(ReasonRefNotFound, "%q is not a full commit hash", commit)
+	}
+	c, err := peel(h.repo, hash)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Commit: c.Hash.String(), repo: h.repo, commit: c, limits: h.limits}, nil
+}
+
 // reaches walks the commit graph from tip looking for want, visiting each
 // commit once and at most as many as the limit on objects.
 func (h *History) reaches(tip, want plumbing.Hash) (bool, error) {

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -201,9 +200,9 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 	}
 	defer os.RemoveAll(dir)
 	var got *rendered
-	err = r.fastForward(tctx, gs, src, rev, filepath.Join(dir, "history"))
+	snap, err := r.fastForward(tctx, gs, src, rev, dir)
 	if err == nil {
-		got, err = r.render(tctx, gs, src, trusted.keys, filepath.Join(dir, "tree"))
+		got, err = r.render(tctx, gs, src, trusted.keys, dir, snap)
 	}
 	if _, unknown := gitops.ReasonOf(err); err != nil && unknown {
 		return nil, r.observeFetch(start, err) // says nothing of the commit: not remembered
@@ -223,40 +222,45 @@ const AcceptRewriteAnnotation = "vigil.dev/accept-history-rewrite"
 // fastForward refuses a new commit of a branch that does not contain the
 // commit last applied: the branch was force-pushed, and what was reviewed
 // and deployed is no longer in its history. A person accepts the new
-// commit by naming it in AcceptRewriteAnnotation.
-func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, rev, dir string) error {
+// commit by naming it in AcceptRewriteAnnotation. When it fetched the
+// history, it returns the new commit from it, so that it is not fetched
+// again.
+func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, rev, dir string) (*gitops.Snapshot, error) {
 	last := gs.Status.LastAppliedRevision
 	if src.Ref.Branch == "" || last == "" || last == rev || gs.Annotations[AcceptRewriteAnnotation] == rev {
-		return nil
+		return nil, nil
 	}
 	ref := "refs/heads/" + src.Ref.Branch
 	h, err := gitops.FetchHistory(ctx, src.URL, src.Auth, []string{ref}, dir, r.Limits)
 	if reason, _ := gitops.ReasonOf(err); err != nil && reason == gitops.ReasonLimitExceeded {
-		return gitops.Fail(reason, "checking that %s only moved forward from %s needs its history, which is larger than the limits: %v; "+
+		return nil, gitops.Fail(reason, "checking that %s only moved forward from %s needs its history, which is larger than the limits: %v; "+
 			"to apply %s without the check, annotate this GitSync with %s=%s", ref, last, err, rev, AcceptRewriteAnnotation, rev)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ok, err := h.IsAncestor(last, rev)
 	if err != nil {
 		// The branch moved again since it was resolved: look again soon.
-		return &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: err}
+		return nil, &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: err}
 	}
 	if ok {
-		return nil
+		return h.Snapshot(rev)
 	}
-	return gitops.Fail(gitops.ReasonHistoryRewritten,
+	return nil, gitops.Fail(gitops.ReasonHistoryRewritten,
 		"%s moved from %s to %s, which does not contain it: the branch's history was rewritten (force-push). %s stays applied; "+
 			"to apply %s anyway, annotate this GitSync with %s=%s", ref, last, rev, last, rev, AcceptRewriteAnnotation, rev)
 }
 
-// render fetches, verifies and renders one commit; on a refused commit it
-// still returns the commit (without objects) so status can name it.
-func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, keys map[string][]byte, dir string) (*rendered, error) {
-	snap, err := gitops.Fetch(ctx, src, dir, r.Limits)
-	if err != nil {
-		return nil, err
+// render fetches (unless snap already holds it), verifies and renders one
+// commit; on a refused commit it still returns the commit (without objects)
+// so status can name it.
+func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, keys map[string][]byte, dir string, snap *gitops.Snapshot) (*rendered, error) {
+	var err error
+	if snap == nil {
+		if snap, err = gitops.Fetch(ctx, src, dir, r.Limits); err != nil {
+			return nil, err
+		}
 	}
 	out := &rendered{rev: snap.Commit}
 	if v := gs.Spec.Verify; v != nil {
