@@ -50,6 +50,12 @@ test: ## Build missing tools, verify, then run every suite: unit, envtest and en
 	@hack/verify.sh
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: fuzz
+fuzz: ## Run many more generated Rollout histories than make test does (RAPID_CHECKS, default 50000)
+	@$(TOOLS) build
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" RAPID_CHECKS=$${RAPID_CHECKS:-50000} \
+		go test -count=1 -timeout 60m -run '^TestGeneratedHistories$$' -v ./controllers/rollout
+
 .PHONY: dev-cluster
 dev-cluster: ## Start a local control plane with kwok nodes; writes $(DEV_CLUSTER_DIR)/kubeconfig
 	go run ./hack/dev-cluster up --dir $(DEV_CLUSTER_DIR) --bin-dir "$$($(TOOLS) assets)"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +83,16 @@ func run(m *testing.M) (code int) {
 	if err != nil {
 		return fail(err)
 	}
-	return m.Run()
+	code = m.Run()
+	// Any broken invariant is a bug, whatever the story asserted.
+	broken, err := w.InvariantViolations()
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("reading the controller's log for invariant violations: %w", err))
+	case len(broken) > 0:
+		return fail(fmt.Errorf("safety invariants were violated (vigil_invariant_violations_total):\n  %s", strings.Join(broken, "\n  ")))
+	}
+	return code
 }
 
 // within bounds each wait of the story.

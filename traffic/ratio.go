@@ -11,17 +11,21 @@ type Scale struct {
 }
 
 // Split returns the canary and stable replica targets that carry weight
-// percent of traffic by replica ratio: the largest canary share not above
-// weight, so the canary never gets more traffic than its step allows. With
-// few replicas a small weight can mean no canary pod at all.
+// percent of traffic by replica ratio. The canary gets the rounded share of
+// replicas (halves round up), and at least one pod for any weight above
+// zero: a step that asks for traffic on the canary always has a canary to
+// measure. With few replicas the canary's real share can therefore be more
+// than the step asks (3 replicas at 20% run 1 canary pod, 33%); a router
+// (Gateway API) gives exact weights.
 func Split(replicas, weight int32) (canary, stable int32) {
-	if weight <= 0 {
-		return 0, replicas
+	if weight <= 0 || replicas <= 0 {
+		return 0, max(replicas, 0)
 	}
 	if weight >= 100 {
 		return replicas, 0
 	}
-	canary = int32(int64(replicas) * int64(weight) / 100)
+	canary = int32((int64(replicas)*int64(weight) + 50) / 100)
+	canary = max(canary, 1)
 	return canary, replicas - canary
 }
 

@@ -7,20 +7,36 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-func TestSplitNeverGivesTheCanaryMoreThanItsWeight(t *testing.T) {
+func TestSplitGivesTheCanaryItsRoundedShareAndAtLeastOnePod(t *testing.T) {
 	g := NewWithT(t)
 	for _, tc := range []struct{ replicas, weight, canary, stable int32 }{
 		{5, 20, 1, 4},
-		{3, 20, 0, 3},
-		{10, 25, 2, 8},
+		{5, 40, 2, 3},
+		{5, 50, 3, 2}, // 2.5 rounds up
+		{5, 80, 4, 1},
+		{3, 20, 1, 2}, // 0.6 rounds to 1
+		{10, 25, 3, 7},
+		{10, 24, 2, 8},
+		{100, 1, 1, 99},
+		{1, 1, 1, 0}, // one replica: any weight moves the only pod
 		{4, 0, 0, 4},
 		{4, 100, 4, 0},
 		{0, 50, 0, 0},
 	} {
 		c, s := Split(tc.replicas, tc.weight)
 		g.Expect([]int32{c, s}).To(Equal([]int32{tc.canary, tc.stable}), "replicas %d weight %d", tc.replicas, tc.weight)
-		if c+s > 0 {
-			g.Expect(c * 100 / (c + s)).To(BeNumerically("<=", tc.weight))
+	}
+	for replicas := int32(1); replicas <= 50; replicas++ {
+		for weight := int32(1); weight < 100; weight++ {
+			c, s := Split(replicas, weight)
+			g.Expect(c + s).To(Equal(replicas))
+			g.Expect(c).To(BeNumerically(">=", 1), "a non-zero weight gets a pod")
+			// The share is the closest one: no other count is nearer.
+			exact := float64(replicas) * float64(weight) / 100
+			if c > 1 {
+				g.Expect(float64(c) - exact).To(BeNumerically("<=", 0.5))
+			}
+			g.Expect(exact - float64(c)).To(BeNumerically("<", 0.5))
 		}
 	}
 }

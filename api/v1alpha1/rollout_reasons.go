@@ -7,6 +7,9 @@ const (
 	LabelPodTemplateHash = "vigil.dev/pod-template-hash"
 	// LabelRollout names the Rollout that owns a ReplicaSet.
 	LabelRollout = "vigil.dev/rollout"
+	// FinalizerRollout holds a Rollout that routes through Services until
+	// Vigil has taken its selector key out of them.
+	FinalizerRollout = "vigil.dev/rollout"
 	// AnnotationRevision is the ReplicaSet's revision number within its Rollout.
 	AnnotationRevision = "vigil.dev/revision"
 	// LabelAnalysis says what an AnalysisRun of a Rollout is for: the step
@@ -33,14 +36,17 @@ const (
 	ReasonInvalidSpec        = "InvalidSpec"
 	ReasonTrafficNotReady    = "TrafficRoutingNotReady"
 	ReasonWriteUnknown       = "WriteUnknown"
-	ReasonInvariantViolated  = "InvariantViolated"
-	ReasonNameCollision      = "NameCollision"
-	ReasonAnalysisStarted    = "AnalysisStarted"
-	ReasonAnalysisPassed     = "AnalysisPassed"
-	ReasonAnalysisFailed     = "AnalysisFailed"
-	ReasonAnalysisPaused     = "AnalysisPaused"
-	ReasonAnalysisRetry      = "AnalysisRetry"
-	ReasonAnalysisInvalid    = "AnalysisInvalid"
+	// ReasonWriteRefused: the API server refused a write for good (invalid,
+	// forbidden, too large); the Rollout is Stalled with its message.
+	ReasonWriteRefused      = "WriteRefused"
+	ReasonInvariantViolated = "InvariantViolated"
+	ReasonNameCollision     = "NameCollision"
+	ReasonAnalysisStarted   = "AnalysisStarted"
+	ReasonAnalysisPassed    = "AnalysisPassed"
+	ReasonAnalysisFailed    = "AnalysisFailed"
+	ReasonAnalysisPaused    = "AnalysisPaused"
+	ReasonAnalysisRetry     = "AnalysisRetry"
+	ReasonAnalysisInvalid   = "AnalysisInvalid"
 	// ReasonVerifying: the revision's images are being verified, or the
 	// last attempt was Unknown and is retried.
 	ReasonVerifying = "Verifying"

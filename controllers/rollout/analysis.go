@@ -63,6 +63,15 @@ func newAnalysis(s *scope, step *int32) *vigilv1.RolloutAnalysis {
 	}
 }
 
+// terminated tells whether the run behind a was terminated because the
+// Rollout stopped wanting it (its template moved away while spec.paused,
+// say). What such a run ends with is not evidence: if the analysis is
+// wanted again, a new attempt runs.
+func terminated(s *scope, a *vigilv1.RolloutAnalysis) bool {
+	run := s.runs[a.Run]
+	return run != nil && run.Spec.Terminate
+}
+
 // analysisKey names what an analysis is for, in messages.
 func analysisKey(a *vigilv1.RolloutAnalysis) string {
 	if a.Step == nil {
@@ -232,7 +241,7 @@ func actOnVerdict(s *scope, a **vigilv1.RolloutAnalysis, i int32) {
 func decideAnalysisStep(s *scope, i int32) {
 	st := &s.rollout.Status
 	a := st.Analysis
-	if a == nil || a.Revision != st.CanaryRevision || a.Step == nil || *a.Step != i {
+	if a == nil || a.Revision != st.CanaryRevision || a.Step == nil || *a.Step != i || terminated(s, a) {
 		st.Analysis = newAnalysis(s, ptr.To(i))
 		s.decided = true
 		s.record(false, vigilv1.ReasonAnalysisStarted, "Analyze", "Analysis of step %d of revision %s starts as AnalysisRun %s", i, st.CanaryRevision, st.Analysis.Run)
@@ -275,7 +284,7 @@ func decideBackground(s *scope, i int32) bool {
 		return false
 	}
 	b := st.BackgroundAnalysis
-	if b == nil || b.Revision != st.CanaryRevision {
+	if b == nil || b.Revision != st.CanaryRevision || terminated(s, b) {
 		st.BackgroundAnalysis = newAnalysis(s, nil)
 		s.decided = true
 		s.record(false, vigilv1.ReasonAnalysisStarted, "Analyze", "Background analysis of revision %s starts as AnalysisRun %s", st.CanaryRevision, st.BackgroundAnalysis.Run)

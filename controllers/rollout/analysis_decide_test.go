@@ -75,7 +75,7 @@ func TestAnalysisVerdictFollowsThePolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			s := atAnalysis(tc.verdict, tc.policy)
-			decide(s, true)
+			decide(s, evidence{reached: true})
 			tc.want(g, s)
 			if tc.verdict != vigilv1.AnalysisRunning {
 				g.Expect(s.decided || s.rollout.Status.Phase == vigilv1.RolloutPhasePaused).To(BeTrue())
@@ -88,7 +88,7 @@ func TestRetryIsBoundedThenPauses(t *testing.T) {
 	g := NewWithT(t)
 	s := atAnalysis(vigilv1.AnalysisUnknown, &vigilv1.RollbackPolicy{OnUnknownExhausted: vigilv1.RollbackActionRetry})
 	s.rollout.Status.Analysis.Attempt = maxAttempts - 1
-	decide(s, true)
+	decide(s, evidence{reached: true})
 	g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
 	g.Expect(s.rollout.Status.Analysis.Attempt).To(Equal(int32(maxAttempts - 1)))
 }
@@ -97,7 +97,7 @@ func TestApprovalOfAPausedAnalysisRunsItAgain(t *testing.T) {
 	g := NewWithT(t)
 	s := atAnalysis(vigilv1.AnalysisUnknown, nil)
 	s.approvals = []vigilv1.Approval{approval("again", "new", 1, vigilv1.ApprovalApprove, time.Second)}
-	decide(s, true)
+	decide(s, evidence{reached: true})
 	g.Expect(s.rollout.Status.Analysis.Run).To(Equal("ro-new-step1-1"))
 	g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)), "the step is run again, not skipped")
 	g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("again"))

@@ -2,8 +2,11 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,14 +35,21 @@ func checkSelector(ro *vigilv1.Rollout) error {
 	return nil
 }
 
-// apply makes the planned writes in order and stops at the first error. A
-// failed or timed-out write is an Unknown outcome: the caller returns it and
-// the next reconcile re-reads before it acts again.
+// apply makes the planned writes in order and stops at the first error.
+// A write the server refuses for good (see refused) is a Failure, returned
+// as a *refusedWrite; any other failed or timed-out write is an Unknown
+// outcome: the caller returns it and the next reconcile re-reads before it
+// acts again.
 func (r *Reconciler) apply(ctx context.Context, s *scope, changes []change) error {
 	for _, c := range changes {
 		err := r.write(ctx, s, c)
 		outcome := "Success"
-		if err != nil && err != errCollision {
+		switch {
+		case err == nil, errors.Is(err, errCollision):
+		case refused(err):
+			outcome = "Failure"
+			err = &refusedWrite{change: c, err: err}
+		default:
 			outcome = "Unknown"
 		}
 		apiWrites.WithLabelValues(c.kind.String(), outcome).Inc()
@@ -48,6 +58,44 @@ func (r *Reconciler) apply(ctx context.Context, s *scope, changes []change) erro
 		}
 	}
 	return nil
+}
+
+// refusedWrite is a write the API server refused for good.
+type refusedWrite struct {
+	change change
+	err    error
+}
+
+// maxRefusalMessage bounds the server's message in conditions and Events.
+const maxRefusalMessage = 1024
+
+func (e *refusedWrite) Error() string {
+	msg := e.err.Error()
+	if len(msg) > maxRefusalMessage {
+		msg = msg[:maxRefusalMessage] + "…"
+	}
+	return fmt.Sprintf("The API server refused to %s, and will refuse it again until something changes: %s", e.change, msg)
+}
+
+func (e *refusedWrite) Unwrap() error { return e.err }
+
+// refused tells whether the API server refused a write for good: a
+// client error (4xx) other than those that say "not now" (conflict,
+// timeout, too many requests, gone, not found) or "who are you"
+// (unauthorized, which a new token can fix). Invalid objects, forbidden
+// writes and bodies over the server's limits are refused.
+func refused(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	switch code := status.Status().Code; code {
+	case http.StatusUnauthorized, http.StatusNotFound, http.StatusRequestTimeout, http.StatusConflict,
+		http.StatusGone, http.StatusTooManyRequests:
+		return false
+	default:
+		return code >= 400 && code < 500
+	}
 }
 
 func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
@@ -94,6 +142,19 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		run.Spec.Terminate = true
 		if err := r.Patch(ctx, run, client.MergeFromWithOptions(c.run, lock)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("terminating AnalysisRun %s: %w", run.Name, err)
+		}
+	case clearSelector:
+		svc := c.service.DeepCopy()
+		svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
+		delete(svc.Spec.Selector, vigilv1.LabelPodTemplateHash)
+		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, lock)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("taking Vigil's selector key out of Service %s: %w", c.service.Name, err)
+		}
+	case removeFinalizer:
+		ro := s.rollout.DeepCopy()
+		ro.Finalizers = slices.DeleteFunc(slices.Clone(ro.Finalizers), func(f string) bool { return f == vigilv1.FinalizerRollout })
+		if err := r.Patch(ctx, ro, client.MergeFromWithOptions(s.rollout, lock)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("removing finalizer %s: %w", vigilv1.FinalizerRollout, err)
 		}
 	case consumeApproval:
 		a := c.approval.DeepCopy()

@@ -82,7 +82,7 @@ func (s *scope) use(approvals ...*vigilv1.Approval) {
 		if !slices.Contains(st.UsedApprovals, a.Name) {
 			st.UsedApprovals = append(st.UsedApprovals, a.Name)
 		}
-		s.record(false, vigilv1.ReasonApprovalUsed, "Decide", "Used Approval %s (%s of revision %s at step %d)",
+		s.recordAbout(a, false, vigilv1.ReasonApprovalUsed, "Decide", "Used Approval %s (%s of revision %s at step %d)",
 			a.Name, a.Spec.Decision, a.Spec.Revision, a.Spec.Step)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,7 +41,7 @@ import (
 	"github.com/vigil-dev/vigil/traffic"
 )
 
-// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vigil.dev,resources=rollouts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=vigil.dev,resources=rollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=vigil.dev,resources=approvals,verbs=get;list;watch
 // +kubebuilder:rbac:groups=vigil.dev,resources=approvals/status,verbs=patch
@@ -163,6 +165,11 @@ func (r *Reconciler) rolloutsRouting(kind string) handler.MapFunc {
 // collision count gives the next reconcile another name.
 var errCollision = errors.New("ReplicaSet name collision")
 
+// refusedWriteRetry is how long a Rollout whose write the API server
+// refused for good waits before trying again by itself; any change to the
+// Rollout or its objects tries sooner.
+const refusedWriteRetry = 5 * time.Minute
+
 // Reconcile moves one Rollout forward.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	ro := &vigilv1.Rollout{}
@@ -174,6 +181,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		reconcileErrors.WithLabelValues("Read").Inc()
 		return ctrl.Result{}, fmt.Errorf("reading Rollout: %w", err)
 	}
+	if ro.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.reconcileDelete(ctx, ro)
+	}
+	if err := r.holdForCleanup(ctx, ro); err != nil {
+		return ctrl.Result{}, err
+	}
 	before := ro.DeepCopy()
 	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1}
 	defer func() {
@@ -183,6 +196,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}()
 	return ctrl.Result{}, r.reconcile(ctx, s, &before.Status)
+}
+
+// core is the pure heart of a reconcile: from what was observed it decides
+// (editing the status) and plans the writes that make the world match the
+// status. A decision is stored before anything acts on it, so a reconcile
+// that decided plans nothing.
+func core(s *scope) []change {
+	if s.rollout.DeletionTimestamp == nil {
+		decide(s, observeEvidence(s))
+	}
+	if s.decided {
+		return nil
+	}
+	return plan(s)
 }
 
 // reconcile runs the phases of one reconcile over s.
@@ -221,40 +248,118 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		setPhase(s, h.phase, "%s", h.message)
 		return nil
 	}
-	observedConverged := converged(s, plan(s))
-	decide(s, observedConverged)
-	changes := plan(s)
+	changes := core(s)
 	if s.decided {
-		// Record the decision before acting on it.
-		if s.advancedFrom >= 0 {
-			r.countViolations(ctx, s, filterGate(check(s, project(s, nil), before, observedConverged)))
-		}
+		// Record the decision before acting on it; the world is as
+		// observed, so only the decision itself is checked.
+		r.countViolations(ctx, s, decisionViolations(check(s, nil, before)))
+		r.observeWeights(s, nil)
 		return nil
 	}
 	if err := r.apply(ctx, s, changes); err != nil {
-		if errors.Is(err, errCollision) {
+		var refused *refusedWrite
+		switch {
+		case errors.Is(err, errCollision):
+			return nil
+		case errors.As(err, &refused):
+			// A Failure: the server will not accept this write as it is.
+			// Stalled with its message, tried again only after a change
+			// or refusedWriteRetry, never in a hot loop.
+			in.stalled = &stall{vigilv1.ReasonWriteRefused, refused.Error()}
+			setPhase(s, ro.Status.Phase, "%s", refused.Error())
+			if c := meta.FindStatusCondition(before.Conditions.Conditions, vigilv1.ConditionStalled); c == nil || c.Reason != vigilv1.ReasonWriteRefused {
+				s.record(true, vigilv1.ReasonWriteRefused, "Apply", "%s", refused.Error())
+			}
+			s.wakeIn(refusedWriteRetry)
+			reconcileErrors.WithLabelValues("WriteRefused").Inc()
 			return nil
 		}
 		in.writeError = err
 		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
 		return err
 	}
-	r.countViolations(ctx, s, check(s, project(s, changes), before, observedConverged))
-	in.settled = converged(s, changes) && len(changes) == 0
+	r.countViolations(ctx, s, check(s, changes, before))
+	in.settled = len(changes) == 0 && observeEvidence(s).reached
 	r.observeWeights(s, changes)
 	return nil
 }
 
-// filterGate keeps the gate violations: a reconcile that only decided has
-// not changed the world, which the previous reconcile already checked.
-func filterGate(vs []violation) []violation {
+// decisionViolations keeps the violations of a decision: a reconcile that
+// only decided has not changed the world, which the previous reconcile
+// already checked.
+func decisionViolations(vs []violation) []violation {
 	var out []violation
 	for _, v := range vs {
-		if v.invariant == invariantGate {
+		if decisionInvariant(v.invariant) {
 			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// holdForCleanup adds Vigil's finalizer to a Rollout that routes through
+// Services, so that its deletion waits until Vigil's selector key has left
+// them. The patch is made before the reconcile reads its status baseline.
+func (r *Reconciler) holdForCleanup(ctx context.Context, ro *vigilv1.Rollout) error {
+	tr := ro.Spec.Strategy.Canary.TrafficRouting
+	if tr == nil || tr.GatewayAPI == nil || slices.Contains(ro.Finalizers, vigilv1.FinalizerRollout) {
+		return nil
+	}
+	orig := ro.DeepCopy()
+	ro.Finalizers = append(slices.Clone(ro.Finalizers), vigilv1.FinalizerRollout)
+	if err := r.Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+		return fmt.Errorf("adding finalizer %s: %w", vigilv1.FinalizerRollout, err)
+	}
+	return nil
+}
+
+// reconcileDelete makes the only writes a Rollout being deleted gets (see
+// planDeletion): no ReplicaSet is created or scaled, and the status is not
+// written. Its ReplicaSets and AnalysisRuns go with it through their owner
+// references.
+func (r *Reconciler) reconcileDelete(ctx context.Context, ro *vigilv1.Rollout) error {
+	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1}
+	if err := r.observeServices(ctx, s); err != nil {
+		reconcileErrors.WithLabelValues("Read").Inc()
+		return err
+	}
+	changes := core(s)
+	r.countViolations(ctx, s, check(s, changes, &ro.Status))
+	err := r.apply(ctx, s, changes)
+	r.recordEvents(s)
+	if err != nil {
+		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+		return err
+	}
+	forgetPhaseMetric(ro.Namespace, ro.Name)
+	return nil
+}
+
+// observeServices reads the Services a Rollout being deleted routes
+// through; one that is gone needs nothing.
+func (r *Reconciler) observeServices(ctx context.Context, s *scope) error {
+	tr := s.rollout.Spec.Strategy.Canary.TrafficRouting
+	if tr == nil || tr.GatewayAPI == nil {
+		return nil
+	}
+	g := &gatewayTraffic{}
+	for _, o := range []struct {
+		name string
+		svc  **corev1.Service
+	}{{tr.GatewayAPI.StableService, &g.stableService}, {tr.GatewayAPI.CanaryService, &g.canaryService}} {
+		svc := &corev1.Service{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: s.rollout.Namespace, Name: o.name}, svc)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading Service %s: %w", o.name, err)
+		default:
+			*o.svc = svc
+		}
+	}
+	s.gateway = g
+	return nil
 }
 
 // unsupported stalls a Rollout that asks for what this version of Vigil
@@ -276,6 +381,40 @@ func unsupported(ro *vigilv1.Rollout, gatewayAPI, verifier bool) *stall {
 // observe fills the scope from the cluster. A returned stall means the
 // Rollout cannot go on until someone fixes its input.
 func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
+	ro := s.rollout
+	var sets appsv1.ReplicaSetList
+	if err := r.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+		return nil, fmt.Errorf("listing ReplicaSets: %w", err)
+	}
+	listed := make([]*appsv1.ReplicaSet, 0, len(sets.Items))
+	for i := range sets.Items {
+		listed = append(listed, &sets.Items[i])
+	}
+	if st, err := s.resolve(listed); st != nil || err != nil {
+		return st, err
+	}
+	c := ro.Spec.Strategy.Canary
+
+	var approvals vigilv1.ApprovalList
+	if err := r.List(ctx, &approvals, client.InNamespace(ro.Namespace), client.MatchingFields{indexApprovalRollout: ro.Name}); err != nil {
+		return nil, fmt.Errorf("listing Approvals: %w", err)
+	}
+	s.approvals = approvals.Items
+
+	if err := r.observeAnalysisRuns(ctx, s); err != nil {
+		return nil, err
+	}
+
+	if tr := c.TrafficRouting; tr != nil && tr.GatewayAPI != nil {
+		return r.observeGateway(ctx, s, tr.GatewayAPI)
+	}
+	return nil, nil
+}
+
+// resolve fills what the scope derives from the Rollout and its ReplicaSets:
+// the replica bounds, the ReplicaSets the Rollout owns, the template's
+// checksum and the revision it runs as. A stall means the spec is unusable.
+func (s *scope) resolve(sets []*appsv1.ReplicaSet) (*stall, error) {
 	ro := s.rollout
 	if err := checkSelector(ro); err != nil {
 		return &stall{vigilv1.ReasonInvalidSpec, err.Error()}, nil
@@ -305,14 +444,10 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 	if s.maxSurge == 0 && s.maxUnavailable == 0 {
 		s.maxSurge = 1 // with few replicas both can round to zero; never deadlock
 	}
-
-	var sets appsv1.ReplicaSetList
-	if err := r.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
-		return nil, fmt.Errorf("listing ReplicaSets: %w", err)
-	}
-	for i := range sets.Items {
-		if ownedBy(&sets.Items[i], ro) {
-			s.sets = append(s.sets, &sets.Items[i])
+	s.sets = nil
+	for _, rs := range sets {
+		if ownedBy(rs, ro) {
+			s.sets = append(s.sets, rs)
 		}
 	}
 	if s.checksum, err = templateChecksum(&ro.Spec.Template); err != nil {
@@ -323,20 +458,6 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 		if rs.Annotations[vigilv1.AnnotationTemplateChecksum] == s.checksum {
 			s.revision = revisionOf(rs)
 		}
-	}
-
-	var approvals vigilv1.ApprovalList
-	if err := r.List(ctx, &approvals, client.InNamespace(ro.Namespace), client.MatchingFields{indexApprovalRollout: ro.Name}); err != nil {
-		return nil, fmt.Errorf("listing Approvals: %w", err)
-	}
-	s.approvals = approvals.Items
-
-	if err := r.observeAnalysisRuns(ctx, s); err != nil {
-		return nil, err
-	}
-
-	if tr := c.TrafficRouting; tr != nil && tr.GatewayAPI != nil {
-		return r.observeGateway(ctx, s, tr.GatewayAPI)
 	}
 	return nil, nil
 }
@@ -368,6 +489,9 @@ func (r *Reconciler) observeGateway(ctx context.Context, s *scope, g *vigilv1.Ga
 // observeWeights writes the traffic split this reconcile leaves into the
 // status.
 func (r *Reconciler) observeWeights(s *scope, changes []change) {
+	if s.rollout.Status.StableRevision == "" {
+		return
+	}
 	p := project(s, changes)
 	st := &s.rollout.Status
 	st.CanaryWeight, st.StableWeight = p.weights(s)
@@ -403,13 +527,7 @@ func (r *Reconciler) patchStatus(ctx context.Context, before *vigilv1.Rollout, s
 			return fmt.Errorf("patching Rollout status: %w", err)
 		}
 	}
-	for _, e := range s.events {
-		typ := corev1.EventTypeNormal
-		if e.warning {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(ro, nil, typ, e.reason, e.action, "%s", e.note)
-	}
+	r.recordEvents(s)
 	if s.advancedFrom >= 0 {
 		stepTransitions.WithLabelValues(stepKind(s.steps(), s.advancedFrom)).Inc()
 	}
@@ -418,6 +536,19 @@ func (r *Reconciler) patchStatus(ctx context.Context, before *vigilv1.Rollout, s
 	}
 	setPhaseMetric(ro.Namespace, ro.Name, ro.Status.Phase)
 	return nil
+}
+
+// recordEvents records the reconcile's Events. An Event about another object
+// (the Approval a decision used) names it as related, so Events about two
+// objects are never merged into one series.
+func (r *Reconciler) recordEvents(s *scope) {
+	for _, e := range s.events {
+		typ := corev1.EventTypeNormal
+		if e.warning {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(s.rollout, e.related, typ, e.reason, e.action, "%s", e.note)
+	}
 }
 
 // stepKind names the kind of step i for metrics.

@@ -11,23 +11,31 @@ import (
 )
 
 // decide moves the Rollout's status forward from what the reconcile
-// observed. converged says the world already matches what the status asked
-// for before this decision: every write done and every wanted pod available.
-// decide only edits the status; the controller then makes the world match.
-// Each call makes at most one decision, so a replay of the same observation
-// decides the same thing.
-func decide(s *scope, converged bool) {
+// observed. ev is what the cluster shows of the world the status asked for
+// before this decision (observeEvidence): a gate that needs pods and
+// traffic in place passes on it and on nothing else. decide only edits the
+// status; the controller then makes the world match. Each call makes at
+// most one decision, so a replay of the same observation decides the same
+// thing. A Rollout being deleted decides nothing.
+func decide(s *scope, ev evidence) {
 	st := &s.rollout.Status
 	s.advancedFrom = -1
+	if s.rollout.DeletionTimestamp != nil {
+		return
+	}
 	s.forgetConsumed()
 	switch {
-	case st.StableRevision == "":
-		// The first revision has nothing to be canaried against.
+	case st.StableRevision == "", st.StableRevision != s.revision && len(st.History) == 0 && s.set(st.StableRevision) == nil:
+		// The first revision has nothing to be canaried against; nor has
+		// a new template when nothing was ever promoted and the first
+		// revision never got a ReplicaSet: it becomes the first revision.
+		clearCanary(st)
+		st.Analysis, st.BackgroundAnalysis = nil, nil
 		st.StableRevision = s.revision
 		s.decided = true
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Deploying the first revision %s", s.revision)
 	case s.revision == st.StableRevision:
-		decideStable(s, converged)
+		decideStable(s, ev)
 	case s.rollout.Spec.Paused:
 		setPhase(s, vigilv1.RolloutPhasePaused, "Paused by spec.paused")
 	case st.CanaryRevision != s.revision:
@@ -35,29 +43,36 @@ func decide(s *scope, converged bool) {
 	case st.Rollback != nil:
 		decideRolledBack(s)
 	default:
-		decideStep(s, converged)
+		decideStep(s, ev)
 	}
 }
 
 // decideStable handles a template equal to the stable revision: a canary
 // that was abandoned by reverting the template ends, and the Rollout is
 // promoted once the stable revision is fully up.
-func decideStable(s *scope, converged bool) {
+func decideStable(s *scope, ev evidence) {
 	st := &s.rollout.Status
 	if st.CanaryRevision != "" {
 		s.record(false, vigilv1.ReasonPromoted, "Abandon", "The template is back at stable revision %s; canary %s is abandoned", st.StableRevision, st.CanaryRevision)
 		clearCanary(st)
+		st.Analysis, st.BackgroundAnalysis = nil, nil
+		st.CurrentStepIndex = ptr.To(int32(len(s.steps())))
 		s.decided = true
+		setPhase(s, vigilv1.RolloutPhaseProgressing, "Waiting for stable revision %s to serve everything", st.StableRevision)
+		return
 	}
 	st.CurrentStepIndex = ptr.To(int32(len(s.steps())))
-	if !converged {
+	if !ev.reached {
 		if st.Phase != vigilv1.RolloutPhasePromoted {
-			setPhase(s, vigilv1.RolloutPhaseProgressing, "Waiting for stable revision %s to be available", st.StableRevision)
+			setPhase(s, vigilv1.RolloutPhaseProgressing, "Waiting for stable revision %s to serve everything: %s", st.StableRevision, ev.missing)
 		}
 		return
 	}
 	if st.Phase != vigilv1.RolloutPhasePromoted {
 		s.record(false, vigilv1.ReasonPromoted, "Promote", "Revision %s is stable and fully available", st.StableRevision)
+		if len(st.History) == 0 {
+			addHistory(s, st.StableRevision, vigilv1.RolloutPhasePromoted) // the first revision
+		}
 	}
 	setPhase(s, vigilv1.RolloutPhasePromoted, "Revision %s is stable", st.StableRevision)
 }
@@ -69,10 +84,13 @@ func clearCanary(st *vigilv1.RolloutStatus) {
 	st.CurrentStepStartedAt = nil
 }
 
-// startCanary begins a new revision at step 0.
+// startCanary begins a new revision at step 0, with nothing of a canary
+// it replaces left in the status: no weights, approval or analysis.
 func startCanary(s *scope) {
 	st := &s.rollout.Status
 	clearCanary(st)
+	st.Analysis, st.BackgroundAnalysis = nil, nil
+	st.CanaryWeight = 0
 	st.CanaryRevision = s.revision
 	s.decided = true
 	st.CurrentStepIndex = ptr.To(int32(0))
@@ -116,7 +134,7 @@ func decideRolledBack(s *scope) {
 }
 
 // decideStep runs the gate of the current step.
-func decideStep(s *scope, converged bool) {
+func decideStep(s *scope, ev evidence) {
 	st := &s.rollout.Status
 	i := s.stepIndex()
 	steps := s.steps()
@@ -128,8 +146,8 @@ func decideStep(s *scope, converged bool) {
 	if decideBackground(s, i) {
 		return
 	}
-	if !converged {
-		waitForPods(s, i)
+	if !ev.reached {
+		waitForPods(s, i, ev.missing)
 		return
 	}
 	if int(i) >= len(steps) {
@@ -161,9 +179,9 @@ func decideStep(s *scope, converged bool) {
 	}
 }
 
-// waitForPods waits for the step's pods, and rolls back once the step has
-// waited longer than progressDeadlineSeconds.
-func waitForPods(s *scope, i int32) {
+// waitForPods waits for the step's pods and traffic, and rolls back once
+// the step has waited longer than progressDeadlineSeconds.
+func waitForPods(s *scope, i int32, missing string) {
 	st := &s.rollout.Status
 	st.PendingApproval = nil
 	deadline := s.stepStarted().Add(s.progressDeadline())
@@ -173,7 +191,7 @@ func waitForPods(s *scope, i int32) {
 		return
 	}
 	s.wakeIn(deadline.Sub(s.now))
-	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d, waiting for pods and traffic", st.CanaryRevision, i)
+	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d, waiting for pods and traffic: %s", st.CanaryRevision, i, missing)
 }
 
 // decideApproval passes step i once enough people approved it; with scope
@@ -212,6 +230,7 @@ func advance(s *scope, next int32) {
 func promote(s *scope) {
 	st := &s.rollout.Status
 	revision := st.CanaryRevision
+	s.advancedFrom = int32(len(s.steps()))
 	st.StableRevision = revision
 	s.decided = true
 	clearCanary(st)

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/traffic"
 )
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -23,6 +25,7 @@ func canaryAt(i int32, since time.Duration, steps ...vigilv1.CanaryStep) *scope 
 		CurrentStepIndex:     ptr.To(i),
 		CurrentStepStartedAt: ptr.To(metav1.NewMicroTime(t0.Add(-since))),
 		Phase:                vigilv1.RolloutPhaseProgressing,
+		History:              []vigilv1.RevisionHistory{{Revision: "old", Outcome: vigilv1.RolloutPhasePromoted, Time: metav1.NewTime(t0.Add(-time.Hour))}},
 	}
 	return &scope{now: t0, rollout: ro, revision: "new", replicas: 4, advancedFrom: -1}
 }
@@ -165,7 +168,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.scope()
-			decide(s, tc.converged)
+			decide(s, evidence{reached: tc.converged, missing: "the test says so"})
 			tc.want(NewWithT(t), s)
 		})
 	}
@@ -183,4 +186,91 @@ func TestRevisionHashIsStableAndCollisionCountMovesIt(t *testing.T) {
 	c, _ := templateChecksum(&withImage(ro, "img:v2").Spec.Template)
 	g.Expect(revisionHash(c, 0)).NotTo(Equal(revisionHash(a, 0)))
 	g.Expect(revisionHash(a, 0)).To(MatchRegexp(`^[a-z0-9]{1,10}$`), "a valid Approval revision and label value")
+}
+
+// Each case below is a failure the generated histories found
+// (TestGeneratedHistories), kept as a table case of its own.
+func TestFoundByGeneratedHistories(t *testing.T) {
+	rs := func(revision string, spec, ready int32) *appsv1.ReplicaSet {
+		r := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "ro-" + revision, Generation: 1, Labels: map[string]string{vigilv1.LabelPodTemplateHash: revision}},
+			Spec:       appsv1.ReplicaSetSpec{Replicas: ptr.To(spec)},
+			Status:     appsv1.ReplicaSetStatus{ObservedGeneration: 1, ReadyReplicas: ready, AvailableReplicas: ready},
+		}
+		return r
+	}
+	g := NewWithT(t)
+
+	// With no replicas, a canary without a ReplicaSet seemed to have
+	// every pod it wanted, and was promoted: the new stable revision had
+	// no template to return to.
+	s := canaryAt(1, time.Minute, weightStep(50))
+	s.replicas = 0
+	s.sets = []*appsv1.ReplicaSet{rs("old", 0, 0)}
+	g.Expect(observeEvidence(s).reached).To(BeFalse())
+	g.Expect(observeEvidence(s).missing).To(ContainSubstring("canary ReplicaSet of revision new does not exist"))
+	s.sets = append(s.sets, rs("new", 0, 0))
+	g.Expect(observeEvidence(s).reached).To(BeTrue())
+
+	// A first revision that never got a ReplicaSet (the template changed
+	// before it was made) left nothing to roll back to: the canary waited
+	// and rolled back forever. Nothing was ever promoted, so the new
+	// template is the first revision.
+	s = canaryAt(0, time.Minute, weightStep(50))
+	s.rollout.Status.History = nil
+	decide(s, evidence{missing: "the stable ReplicaSet of revision old does not exist yet"})
+	g.Expect(s.rollout.Status.StableRevision).To(Equal("new"))
+	g.Expect(s.rollout.Status.CanaryRevision).To(BeEmpty())
+
+	// A background run terminated while the template pointed elsewhere
+	// (spec.paused) was followed again when the template came back, and
+	// never produced evidence: a new attempt runs instead.
+	s = canaryAt(0, time.Minute, weightStep(50))
+	s.rollout.Spec.Strategy.Canary.Analysis = analysisStep("slo", "svc").Analysis
+	old := runName(s.rollout, "new", backgroundKey, 0)
+	s.rollout.Status.BackgroundAnalysis = &vigilv1.RolloutAnalysis{Run: old, Revision: "new", Verdict: vigilv1.AnalysisRunning}
+	s.runs = map[string]*vigilv1.AnalysisRun{old: {ObjectMeta: metav1.ObjectMeta{Name: old}, Spec: vigilv1.AnalysisRunSpec{Terminate: true}}}
+	decide(s, evidence{reached: true})
+	g.Expect(s.rollout.Status.BackgroundAnalysis.Run).To(Equal(runName(s.rollout, "new", backgroundKey, 1)))
+	g.Expect(s.decided).To(BeTrue())
+}
+
+func TestGatewayPlansFoundByGeneratedHistories(t *testing.T) {
+	g := NewWithT(t)
+	withRoute := func(s *scope, weight int32, stableSel, canarySel string) {
+		c := &cluster{ro: s.rollout}
+		c.routeThroughGateway()
+		view, _ := traffic.NewRoute(c.route, "app-stable", "app-canary")
+		view.SetCanaryWeight(weight)
+		c.stable.Spec.Selector[vigilv1.LabelPodTemplateHash] = stableSel
+		c.canary.Spec.Selector[vigilv1.LabelPodTemplateHash] = canarySel
+		s.gateway = &gatewayTraffic{route: c.route, view: view, stableService: c.stable, canaryService: c.canary}
+	}
+	weightChange := func(changes []change) *change {
+		for i := range changes {
+			if changes[i].kind == setWeight {
+				return &changes[i]
+			}
+		}
+		return nil
+	}
+
+	// With no replicas the canary never got a ReplicaSet at 0 pods, and
+	// the route never moved to it: the last step waited forever.
+	s := canaryAt(1, time.Minute, weightStep(50))
+	s.replicas = 0
+	withRoute(s, 0, "old", "new")
+	c := weightChange(plan(s))
+	g.Expect(c).NotTo(BeNil())
+	g.Expect(c.weight).To(Equal(int32(100)))
+
+	// Just promoted while the new stable revision was not yet fully up
+	// (replicas grew at that instant): the route's traffic left the
+	// canary Service, which selects the new stable revision, for the
+	// stable Service, which still selected the old one.
+	s = canaryAt(1, time.Minute, weightStep(50))
+	s.rollout.Status.StableRevision, s.rollout.Status.CanaryRevision = "new", ""
+	s.replicas = 1
+	withRoute(s, 100, "old", "new")
+	g.Expect(weightChange(plan(s))).To(BeNil(), "traffic stays on the new stable revision until the stable Service follows")
 }

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -66,7 +67,7 @@ var allPhases = []vigilv1.RolloutPhase{
 func init() {
 	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites,
 		verdicts, verifySeconds, auditViolations)
-	for _, inv := range []string{invariantWeightsSum, invariantCanaryWeight, invariantStableCapacity, invariantGate, invariantSingleCanary} {
+	for _, inv := range invariants {
 		invariantViolations.WithLabelValues(inv)
 	}
 }
@@ -105,6 +106,37 @@ func (k changeKind) String() string {
 		return "CreateAnalysisRun"
 	case terminateAnalysisRun:
 		return "TerminateAnalysisRun"
+	case clearSelector:
+		return "ClearServiceSelector"
+	case removeFinalizer:
+		return "RemoveFinalizer"
 	}
 	return "Unknown"
+}
+
+// String says what a change does, for messages.
+func (c change) String() string {
+	switch c.kind {
+	case createReplicaSet:
+		return fmt.Sprintf("create the ReplicaSet of revision %s with %d pods", c.revision, c.replicas)
+	case scaleReplicaSet:
+		return fmt.Sprintf("scale ReplicaSet %s from %d to %d pods", c.rs.Name, specReplicas(c.rs), c.replicas)
+	case deleteReplicaSet:
+		return fmt.Sprintf("delete ReplicaSet %s", c.rs.Name)
+	case setSelector:
+		return fmt.Sprintf("point Service %s at revision %s", c.service.Name, c.revision)
+	case clearSelector:
+		return fmt.Sprintf("take Vigil's selector key out of Service %s", c.service.Name)
+	case setWeight:
+		return fmt.Sprintf("set the canary's route weight to %d%%", c.weight)
+	case consumeApproval:
+		return fmt.Sprintf("mark Approval %s consumed", c.approval.Name)
+	case createAnalysisRun:
+		return fmt.Sprintf("create AnalysisRun %s", c.run.Name)
+	case terminateAnalysisRun:
+		return fmt.Sprintf("terminate AnalysisRun %s", c.run.Name)
+	case removeFinalizer:
+		return "remove Vigil's finalizer"
+	}
+	return c.kind.String()
 }

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"slices"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -20,6 +22,8 @@ const (
 	deleteReplicaSet
 	createAnalysisRun
 	terminateAnalysisRun
+	clearSelector
+	removeFinalizer
 )
 
 // change is one write that brings the world closer to the status. The
@@ -39,7 +43,7 @@ type change struct {
 // analysis and history clean-up do not.
 func (c change) traffic() bool {
 	switch c.kind {
-	case consumeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun:
+	case consumeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun, removeFinalizer:
 		return false
 	}
 	return true
@@ -47,8 +51,12 @@ func (c change) traffic() bool {
 
 // plan lists the writes that make the world match the status, in a safe
 // order: traffic leaves a revision before its pods do, and reaches one only
-// after its pods are available.
+// after its pods are available. A Rollout being deleted gets only the
+// writes its deletion needs.
 func plan(s *scope) []change {
+	if s.rollout.DeletionTimestamp != nil {
+		return planDeletion(s)
+	}
 	if s.rollout.Status.StableRevision == "" {
 		return nil
 	}
@@ -61,30 +69,6 @@ func plan(s *scope) []change {
 	out = append(out, planApprovals(s)...)
 	out = append(out, planAnalysis(s)...)
 	return append(out, planHistory(s)...)
-}
-
-// converged says the status needs no more writes and every pod it wants is
-// available.
-func converged(s *scope, changes []change) bool {
-	st := s.rollout.Status
-	if st.StableRevision == "" {
-		return false
-	}
-	for _, c := range changes {
-		if c.traffic() {
-			return false
-		}
-	}
-	for _, rev := range []string{st.StableRevision, st.CanaryRevision} {
-		if rev == "" {
-			continue
-		}
-		rs := s.set(rev)
-		if rs == nil && (rev == st.CanaryRevision || s.replicas > 0) || rs != nil && !fullyAvailable(rs) {
-			return false
-		}
-	}
-	return true
 }
 
 // otherCanaryScaled tells whether a ReplicaSet other than the stable and
@@ -116,11 +100,13 @@ func canaryHoldsPods(s *scope) bool {
 }
 
 // scaleTo adds the write that gives revision's ReplicaSet replicas pods,
-// creating it when it does not exist yet.
+// creating it when it does not exist yet. The template's ReplicaSet is
+// made even with no pods, so that its revision can have pods later; a
+// canary being rolled back needs none.
 func scaleTo(s *scope, out []change, revision string, replicas int32) []change {
 	rs := s.set(revision)
 	switch {
-	case rs == nil && revision == s.revision:
+	case rs == nil && revision == s.revision && (replicas > 0 || s.rollout.Status.Rollback == nil):
 		out = append(out, change{kind: createReplicaSet, revision: revision, replicas: replicas})
 	case rs != nil && specReplicas(rs) != replicas:
 		out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: replicas})
@@ -129,19 +115,30 @@ func scaleTo(s *scope, out []change, revision string, replicas int32) []change {
 }
 
 // planRatio plans replica-ratio traffic: the canary's share of pods is its
-// share of traffic, and pods move within maxSurge and maxUnavailable.
+// share of traffic, and pods move within maxSurge and maxUnavailable. When
+// the bounds leave no room, room is made in this order, never by skipping:
+//  1. a canary that is no longer wanted (a new revision replaced it) hands
+//     its pods back to stable and goes to zero: stable grows within
+//     maxSurge, the abandoned canary shrinks within maxUnavailable;
+//  2. the new canary grows to its share within maxSurge;
+//  3. stable shrinks to the rest as the canary's pods become available.
+//
+// A rollback grows stable first and shrinks the canary as stable pods
+// replace its pods.
 func planRatio(s *scope) []change {
 	st := s.rollout.Status
-	canaryTarget, stableTarget := traffic.Split(s.replicas, s.wantedWeight())
-	if st.CanaryRevision == "" {
-		stableTarget = s.replicas
-	}
+	w := s.wanted()
 	revisions := []string{st.CanaryRevision, st.StableRevision}
-	targets := []int32{canaryTarget, stableTarget}
-	if st.Rollback != nil {
-		// Back to stable: stable pods grow first, the canary's go as they do.
+	targets := []int32{w.canary, w.stable}
+	switch {
+	case st.Rollback != nil:
 		revisions = []string{st.StableRevision, st.CanaryRevision}
 		targets = []int32{s.replicas, 0}
+	case st.CanaryRevision != "" && otherCanaryScaled(s):
+		// At most one canary ReplicaSet has pods: the new one waits,
+		// and stable takes back the abandoned canary's share.
+		canary := min(w.canary, specReplicas(s.set(st.CanaryRevision)))
+		targets = []int32{canary, s.replicas - canary}
 	}
 	var scales []traffic.Scale
 	var order []string
@@ -150,11 +147,7 @@ func planRatio(s *scope) []change {
 			continue
 		}
 		rs := s.set(rev)
-		target := targets[i]
-		if rev == st.CanaryRevision && target > specReplicas(rs) && otherCanaryScaled(s) {
-			target = specReplicas(rs) // at most one canary ReplicaSet runs
-		}
-		scales = append(scales, traffic.Scale{Target: target, Spec: specReplicas(rs), Available: available(rs)})
+		scales = append(scales, traffic.Scale{Target: targets[i], Spec: specReplicas(rs), Available: available(rs)})
 		order = append(order, rev)
 	}
 	for _, rs := range s.sets {
@@ -200,7 +193,13 @@ func planGateway(s *scope) []change {
 	weight, _ := g.view.CanaryWeight()
 	canarySel := selectedRevision(g.canaryService)
 	allowed := want
-	if st.CanaryRevision == "" || canarySel != st.CanaryRevision || canary == nil || available(canary) < canaryTarget {
+	switch {
+	case canarySel == st.StableRevision && stableSel != st.StableRevision:
+		// Just promoted: the canary Service sends its traffic to the new
+		// stable revision, and keeps it until the stable Service can
+		// follow; a new canary waits for that.
+		allowed = weight
+	case st.CanaryRevision == "" || canarySel != st.CanaryRevision || available(canary) < canaryTarget:
 		allowed = 0
 	}
 	if weight > allowed {
@@ -303,4 +302,25 @@ func trafficOnStable(s *scope) bool {
 			(w == 0 || selectedRevision(s.gateway.canaryService) != st.CanaryRevision)
 	}
 	return specReplicas(s.set(st.CanaryRevision)) == 0
+}
+
+// planDeletion lists the only writes a Rollout being deleted gets: Vigil's
+// selector key leaves each Service it routed, then Vigil's finalizer goes.
+// Nothing is created or scaled.
+func planDeletion(s *scope) []change {
+	var out []change
+	if g := s.gateway; g != nil {
+		for _, svc := range []*corev1.Service{g.stableService, g.canaryService} {
+			if svc == nil {
+				continue
+			}
+			if _, ok := svc.Spec.Selector[vigilv1.LabelPodTemplateHash]; ok {
+				out = append(out, change{kind: clearSelector, service: svc})
+			}
+		}
+	}
+	if slices.Contains(s.rollout.Finalizers, vigilv1.FinalizerRollout) {
+		out = append(out, change{kind: removeFinalizer})
+	}
+	return out
 }

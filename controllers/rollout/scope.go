@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
@@ -66,10 +67,19 @@ type gatewayTraffic struct {
 type event struct {
 	warning              bool
 	reason, action, note string
+	// related is another object the Event is about, or nil.
+	related runtime.Object
 }
 
 func (s *scope) record(warning bool, reason, action, format string, args ...any) {
 	s.events = append(s.events, event{warning: warning, reason: reason, action: action, note: fmt.Sprintf(format, args...)})
+}
+
+// recordAbout records an Event about the Rollout that names a related
+// object: Events about different objects are never merged.
+func (s *scope) recordAbout(related runtime.Object, warning bool, reason, action, format string, args ...any) {
+	s.record(warning, reason, action, format, args...)
+	s.events[len(s.events)-1].related = related
 }
 
 // wakeIn asks for another reconcile after d at the latest.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -77,7 +79,46 @@ func run(m interface{ Run() int }, setup func(*rest.Config) error, extraCRDs []s
 		fmt.Fprintf(os.Stderr, "setting up the suite: %v\n", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	broken, err := InvariantViolations(metrics.Registry)
+	switch {
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "FAIL: reading vigil_invariant_violations_total: %v\n", err)
+		code = max(code, 1)
+	case len(broken) > 0:
+		fmt.Fprintf(os.Stderr, "FAIL: safety invariants were violated during the suite (vigil_invariant_violations_total): %s\n", strings.Join(broken, ", "))
+		code = max(code, 1)
+	}
+	return code
+}
+
+// InvariantViolations reads vigil_invariant_violations_total from a
+// registry and names every invariant it counts as broken, with how often.
+// Any violation is a bug in Vigil, so every suite that runs the Rollout
+// controller fails when the counter moved, whatever its tests asserted.
+func InvariantViolations(g prometheus.Gatherer) ([]string, error) {
+	families, err := g.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range families {
+		if f.GetName() != "vigil_invariant_violations_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if v := m.GetCounter().GetValue(); v > 0 {
+				name := "?"
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "invariant" {
+						name = l.GetValue()
+					}
+				}
+				out = append(out, fmt.Sprintf("%s (%.0f times)", name, v))
+			}
+		}
+	}
+	return out, nil
 }
 
 // StartManager runs a fresh controller manager against cfg, as the real

@@ -8,9 +8,12 @@
 package world
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -438,4 +441,35 @@ func (w *World) gitOut(dir string, args ...string) (string, error) {
 		return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// InvariantViolations reads every vigil-controller log this world wrote
+// (restarts append to it) and returns each "Invariant violated" line as
+// "invariant: detail". Reading the log rather than the metric counts the
+// violations of a controller that was killed and restarted too.
+func (w *World) InvariantViolations() ([]string, error) {
+	f, err := os.Open(w.Procs.Log("vigil-controller"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte("Invariant violated")) {
+			continue
+		}
+		var entry struct {
+			Msg       string `json:"msg"`
+			Invariant string `json:"invariant"`
+			Detail    string `json:"detail"`
+		}
+		if json.Unmarshal(line, &entry) != nil || entry.Msg != "Invariant violated" {
+			continue
+		}
+		out = append(out, entry.Invariant+": "+entry.Detail)
+	}
+	return out, sc.Err()
 }
