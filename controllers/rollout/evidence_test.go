@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -335,6 +336,7 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 
 	// An annotation over the server's 256 KiB limit: the Rollout is
 	// accepted, its ReplicaSet never will be.
+	st := recordStored(t, ns)
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ro)
 		cur.Spec.Template.Annotations = map[string]string{"example.com/blob": strings.Repeat("x", 300<<10)}
@@ -348,6 +350,20 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
 	g.Expect(stalled.Message).To(And(ContainSubstring("refused to create the ReplicaSet"), ContainSubstring("Too long")), "the server's own message")
 	g.Expect(findCondition(get(g, ro), vigilv1.ConditionReconciling)).To(BeNil())
+	// Within one reconcile: the status stored right after the one that
+	// started the canary (a decision is stored before it is acted on) is
+	// already Stalled.
+	var statuses []vigilv1.RolloutStatus
+	st.replay(func(changed client.Object, _ *world) {
+		if o, ok := changed.(*vigilv1.Rollout); ok && o.Status.CanaryRevision != "" {
+			if n := len(statuses); n == 0 || !equality.Semantic.DeepEqual(statuses[n-1], o.Status) {
+				statuses = append(statuses, o.Status)
+			}
+		}
+	})
+	g.Expect(len(statuses)).To(BeNumerically(">=", 2))
+	g.Expect(statuses[0].Conditions.Conditions).NotTo(ContainElement(HaveField("Reason", vigilv1.ReasonWriteRefused)), "the canary's start")
+	g.Expect(findStalled(statuses[1])).To(Equal(vigilv1.ReasonWriteRefused), "the next stored status, one reconcile later")
 
 	mu.Lock()
 	counting = true
@@ -371,6 +387,16 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 		g.Expect(k8s.Update(context.Background(), cur)).To(Succeed())
 	}).Should(Succeed())
 	waitPromoted(t, ro, 20*time.Second)
+}
+
+// findStalled is the reason of a status's Stalled condition, or "".
+func findStalled(st vigilv1.RolloutStatus) string {
+	for _, c := range st.Conditions.Conditions {
+		if c.Type == vigilv1.ConditionStalled {
+			return c.Reason
+		}
+	}
+	return ""
 }
 
 func TestTwoApprovalsOfOneStepAdvanceItOnceAndEachIsRecorded(t *testing.T) {
