@@ -201,15 +201,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 // core is the pure heart of a reconcile: from what was observed it decides
 // (editing the status) and plans the writes that make the world match the
 // status. A decision is stored before anything acts on it, so a reconcile
-// that decided plans nothing.
-func core(s *scope) []change {
+// that decided plans nothing. ev is what the cluster showed of the world
+// the status asked for; without a decision the status still asks for it.
+func core(s *scope) (changes []change, ev evidence) {
 	if s.rollout.DeletionTimestamp == nil {
-		decide(s, observeEvidence(s))
+		ev = observeEvidence(s)
+		decide(s, ev)
 	}
 	if s.decided {
-		return nil
+		return nil, ev
 	}
-	return plan(s)
+	return plan(s), ev
 }
 
 // reconcile runs the phases of one reconcile over s.
@@ -248,7 +250,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		setPhase(s, h.phase, "%s", h.message)
 		return nil
 	}
-	changes := core(s)
+	changes, ev := core(s)
 	if s.decided {
 		// Record the decision before acting on it; the world is as
 		// observed, so only the decision itself is checked.
@@ -279,7 +281,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		return err
 	}
 	r.countViolations(ctx, s, check(s, changes, before))
-	in.settled = len(changes) == 0 && observeEvidence(s).reached
+	in.settled = len(changes) == 0 && ev.reached
 	r.observeWeights(s, changes)
 	return nil
 }
@@ -324,7 +326,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, ro *vigilv1.Rollout) e
 		reconcileErrors.WithLabelValues("Read").Inc()
 		return err
 	}
-	changes := core(s)
+	changes, _ := core(s)
 	r.countViolations(ctx, s, check(s, changes, &ro.Status))
 	err := r.apply(ctx, s, changes)
 	r.recordEvents(s)

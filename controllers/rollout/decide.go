@@ -29,8 +29,7 @@ func decide(s *scope, ev evidence) {
 		// The first revision has nothing to be canaried against; nor has
 		// a new template when nothing was ever promoted and the first
 		// revision never got a ReplicaSet: it becomes the first revision.
-		clearCanary(st)
-		st.Analysis, st.BackgroundAnalysis = nil, nil
+		dropCanary(st)
 		st.StableRevision = s.revision
 		s.decided = true
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Deploying the first revision %s", s.revision)
@@ -54,8 +53,7 @@ func decideStable(s *scope, ev evidence) {
 	st := &s.rollout.Status
 	if st.CanaryRevision != "" {
 		s.record(false, vigilv1.ReasonPromoted, "Abandon", "The template is back at stable revision %s; canary %s is abandoned", st.StableRevision, st.CanaryRevision)
-		clearCanary(st)
-		st.Analysis, st.BackgroundAnalysis = nil, nil
+		dropCanary(st)
 		st.CurrentStepIndex = ptr.To(int32(len(s.steps())))
 		s.decided = true
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Waiting for stable revision %s to serve everything", st.StableRevision)
@@ -84,13 +82,20 @@ func clearCanary(st *vigilv1.RolloutStatus) {
 	st.CurrentStepStartedAt = nil
 }
 
+// dropCanary forgets a canary that did not become stable: its bookkeeping,
+// its analysis and its share of traffic. (A promotion keeps the analysis
+// that promoted it: clearCanary.)
+func dropCanary(st *vigilv1.RolloutStatus) {
+	clearCanary(st)
+	st.Analysis, st.BackgroundAnalysis = nil, nil
+	st.CanaryWeight = 0
+}
+
 // startCanary begins a new revision at step 0, with nothing of a canary
 // it replaces left in the status: no weights, approval or analysis.
 func startCanary(s *scope) {
 	st := &s.rollout.Status
-	clearCanary(st)
-	st.Analysis, st.BackgroundAnalysis = nil, nil
-	st.CanaryWeight = 0
+	dropCanary(st)
 	st.CanaryRevision = s.revision
 	s.decided = true
 	st.CurrentStepIndex = ptr.To(int32(0))

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,7 +54,7 @@ func (st *stored) replay(at func(changed client.Object, w *world)) {
 	st.mu.Lock()
 	versions := slices.Clone(st.versions)
 	st.mu.Unlock()
-	rv := func(o client.Object) int64 { n, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64); return n }
+	rv := resourceVersion
 	slices.SortStableFunc(versions, func(a, b client.Object) int { return int(rv(a) - rv(b)) })
 	w := &world{sets: map[string]*appsv1.ReplicaSet{}, services: map[string]*corev1.Service{}}
 	var last int64
@@ -74,6 +75,23 @@ func (st *stored) replay(at func(changed client.Object, w *world)) {
 		}
 		at(o, w)
 	}
+}
+
+// resourceVersion orders stored versions across kinds.
+func resourceVersion(o client.Object) int64 {
+	n, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
+	return n
+}
+
+// v3ReplacesV2 changes the template to v3 while v2 waits at its approval
+// step, records what the API server stores from then on, approves whatever
+// v3 waits for, and returns the record and v3 once it is promoted.
+func v3ReplacesV2(t *testing.T, ro *vigilv1.Rollout) (*stored, string) {
+	t.Helper()
+	st := recordStored(t, ro.Namespace)
+	newImage(t, ro, ro.Name+":v3")
+	approver(t, ro)
+	return st, waitPromoted(t, ro, 60*time.Second).Status.StableRevision
 }
 
 // routeWeight is the canary weight a stored HTTPRoute sends.
@@ -181,10 +199,7 @@ func TestANewRevisionMidCanaryPassesItsStepsOnlyWithItsPods(t *testing.T) {
 	v1, v2 := v2WaitingForApproval(t, g, ro)
 	g.Expect(replicaSets(g, ro)[v2].Spec.Replicas).To(HaveValue(Equal(int32(2))), "40% of 5 replicas")
 
-	st := recordStored(t, ns)
-	newImage(t, ro, "shop:v3")
-	approver(t, ro)
-	v3 := waitPromoted(t, ro, 60*time.Second).Status.StableRevision
+	st, v3 := v3ReplacesV2(t, ro)
 	g.Expect(v3).NotTo(BeElementOf(v1, v2))
 	g.Eventually(func(g Gomega) {
 		sets := replicaSets(g, ro)
@@ -202,7 +217,7 @@ func TestANewRevisionMidCanaryPassesItsStepsOnlyWithItsPods(t *testing.T) {
 		if !ok {
 			return
 		}
-		rv, _ := strconv.ParseInt(rs.ResourceVersion, 10, 64)
+		rv := resourceVersion(rs)
 		if w.sets[v2] != nil && w.sets[v3] != nil && specReplicas(w.sets[v2]) > 0 && specReplicas(w.sets[v3]) > 0 {
 			t.Errorf("v2 (%d) and v3 (%d) both wanted pods at resourceVersion %d", specReplicas(w.sets[v2]), specReplicas(w.sets[v3]), rv)
 		}
@@ -229,10 +244,7 @@ func TestANewRevisionMidCanaryBehindARouterMovesTrafficWithReadyPods(t *testing.
 	_, v2 := v2WaitingForApproval(t, g, ro)
 	g.Expect(canaryWeight(g, ro)).To(Equal(int32(40)))
 
-	st := recordStored(t, ns)
-	newImage(t, ro, "web:v3")
-	approver(t, ro)
-	v3 := waitPromoted(t, ro, 60*time.Second).Status.StableRevision
+	st, v3 := v3ReplacesV2(t, ro)
 	g.Eventually(func(g Gomega) {
 		g.Expect(replicaSets(g, ro)[v2].Spec.Replicas).To(HaveValue(BeZero()))
 		g.Expect(canaryWeight(g, ro)).To(BeZero())
@@ -242,7 +254,7 @@ func TestANewRevisionMidCanaryBehindARouterMovesTrafficWithReadyPods(t *testing.
 	g.Expect(passed).To(Equal(5))
 	var weightOffV2, v2Shrank int64
 	st.replay(func(changed client.Object, w *world) {
-		rv, _ := strconv.ParseInt(changed.GetResourceVersion(), 10, 64)
+		rv := resourceVersion(changed)
 		canarySvc := w.services["web-canary"]
 		if canarySvc == nil {
 			return
@@ -363,7 +375,7 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 	})
 	g.Expect(len(statuses)).To(BeNumerically(">=", 2))
 	g.Expect(statuses[0].Conditions.Conditions).NotTo(ContainElement(HaveField("Reason", vigilv1.ReasonWriteRefused)), "the canary's start")
-	g.Expect(findStalled(statuses[1])).To(Equal(vigilv1.ReasonWriteRefused), "the next stored status, one reconcile later")
+	g.Expect(meta.FindStatusCondition(statuses[1].Conditions.Conditions, vigilv1.ConditionStalled)).To(HaveField("Reason", vigilv1.ReasonWriteRefused), "the next stored status, one reconcile later")
 
 	mu.Lock()
 	counting = true
@@ -387,16 +399,6 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 		g.Expect(k8s.Update(context.Background(), cur)).To(Succeed())
 	}).Should(Succeed())
 	waitPromoted(t, ro, 20*time.Second)
-}
-
-// findStalled is the reason of a status's Stalled condition, or "".
-func findStalled(st vigilv1.RolloutStatus) string {
-	for _, c := range st.Conditions.Conditions {
-		if c.Type == vigilv1.ConditionStalled {
-			return c.Reason
-		}
-	}
-	return ""
 }
 
 func TestTwoApprovalsOfOneStepAdvanceItOnceAndEachIsRecorded(t *testing.T) {

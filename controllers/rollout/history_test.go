@@ -233,7 +233,7 @@ func (c *cluster) reconcile(t *rapid.T, failAt int, applied, statusLost bool) {
 	}
 	s := c.scope(t)
 	before := s.rollout.Status.DeepCopy()
-	changes := core(s)
+	changes, _ := core(s)
 	c.count(s, before)
 	vs := check(s, changes, before)
 	if s.decided {

@@ -143,6 +143,8 @@ func (c *cluster) delete(t *rapid.T) {
 		return // most histories should see their Rollout live on
 	}
 	c.ro.DeletionTimestamp = ptr.To(metav1.NewTime(c.now))
-	c.seen.deletions++
+	if c.seen != nil {
+		c.seen.deletions++
+	}
 	c.ro.Finalizers = append(c.ro.Finalizers, metav1.FinalizerDeleteDependents)
 }
