@@ -1,0 +1,121 @@
+package outcome
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// Classify is the result of a call that returned err, found with typed
+// checks only (errors.Is and errors.As over the whole chain), never by
+// reading the message:
+//
+//   - an *Error keeps its result;
+//   - an *HTTPError is what HTTPStatus says of its code;
+//   - a cancelled or expired context, a deadline, a timeout, a refused,
+//     reset or aborted connection, an unreachable host or network, a
+//     connection closed mid-answer, a DNS error and a TLS handshake that did
+//     not verify are Unknown: nothing was learnt about the question;
+//   - a malformed URL, number or JSON document is a Failure: the request
+//     or the answer is wrong and stays wrong;
+//   - an error of no known kind is Unknown: it says nothing was learnt.
+func Classify(err error) Result {
+	var (
+		e *Error
+		h *HTTPError
+	)
+	switch {
+	case err == nil:
+		return Success
+	case errors.As(err, &e):
+		return e.Result
+	case errors.As(err, &h):
+		return HTTPStatus(h.Code)
+	case malformed(err):
+		return Failure
+	case Transient(err):
+		return Unknown
+	}
+	return Unknown
+}
+
+// malformed tells a request or an answer that does not parse.
+func malformed(err error) bool {
+	var (
+		u      *url.Error
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		num    *strconv.NumError
+	)
+	return errors.As(err, &u) && u.Op == "parse" || errors.As(err, &syntax) || errors.As(err, &typ) || errors.As(err, &num)
+}
+
+// Transient tells the errors of a transport that say nothing about the
+// question, because it was not answered (see Classify). A domain whose
+// errors of no known kind are its own Failures asks this first.
+func Transient(err error) bool {
+	var (
+		ne   net.Error
+		op   *net.OpError
+		dns  *net.DNSError
+		cert *tls.CertificateVerificationError
+		auth x509.UnknownAuthorityError
+		host x509.HostnameError
+		inv  x509.CertificateInvalidError
+		rec  tls.RecordHeaderError
+	)
+	for _, target := range []error{context.Canceled, context.DeadlineExceeded, os.ErrDeadlineExceeded,
+		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, syscall.ETIMEDOUT,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, net.ErrClosed, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return errors.As(err, &ne) || errors.As(err, &op) || errors.As(err, &dns) || errors.As(err, &cert) ||
+		errors.As(err, &auth) || errors.As(err, &host) || errors.As(err, &inv) || errors.As(err, &rec)
+}
+
+// HTTPStatus is the result of an HTTP answer with this status code: 2xx
+// and 3xx are Success; 408, 429 and 5xx are Unknown (the server did not
+// decide); every other 4xx is a Failure.
+func HTTPStatus(code int) Result {
+	switch {
+	case code < 400:
+		return Success
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+		return Unknown
+	}
+	return Failure
+}
+
+// HTTPError is an HTTP answer that was not a success.
+type HTTPError struct {
+	Code int
+	// Status is the status line's text, such as "503 Service Unavailable".
+	Status string
+}
+
+func (e *HTTPError) Error() string {
+	if e.Status != "" {
+		return "the server answered " + e.Status
+	}
+	return fmt.Sprintf("the server answered %d", e.Code)
+}
+
+// CheckResponse is nil for a 2xx answer and an *HTTPError otherwise.
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	return &HTTPError{Code: resp.StatusCode, Status: resp.Status}
+}
