@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Coalescer shares one query's answer among identical queries issued
@@ -58,7 +60,7 @@ func (c *Coalescer) Query(ctx context.Context, p *Prometheus, q Query, window ti
 		case <-e.done:
 			return e.value, true, e.err
 		case <-ctx.Done():
-			return Value{}, true, &Error{Cause: CauseTimeout, Err: ctx.Err()}
+			return Value{}, true, &outcome.Error{Result: outcome.Unknown, Reason: CauseTimeout, Err: ctx.Err()}
 		}
 	}
 	e := &coalesced{done: make(chan struct{})}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Outcome of one measurement.
@@ -70,14 +72,14 @@ func compile(expr string) (cel.Program, error) {
 	}
 	ast, iss := e.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("condition %q: %w", clip(expr, 80), iss.Err())
+		return nil, fmt.Errorf("condition %q: %w", outcome.Shorten(expr, 80), iss.Err())
 	}
 	if t := ast.OutputType(); t != cel.BoolType && t != cel.DynType {
-		return nil, fmt.Errorf("condition %q is a %s, not a bool", clip(expr, 80), t)
+		return nil, fmt.Errorf("condition %q is a %s, not a bool", outcome.Shorten(expr, 80), t)
 	}
 	p, err := e.Program(ast, cel.CostLimit(costLimit))
 	if err != nil {
-		return nil, fmt.Errorf("condition %q: %w", clip(expr, 80), err)
+		return nil, fmt.Errorf("condition %q: %w", outcome.Shorten(expr, 80), err)
 	}
 	if n := programCount.Add(1); n <= maxPrograms {
 		programs.Store(expr, p)
@@ -107,7 +109,7 @@ func (c Conditions) Validate() error {
 // Evaluate decides the outcome of an answer. An empty answer is c.NoData
 // (never Successful), NaN is Unknown, and a condition that cannot be
 // evaluated is Unknown; reason explains every outcome but Successful.
-func (c Conditions) Evaluate(v Value) (Outcome, Cause, string) {
+func (c Conditions) Evaluate(v Value) (Outcome, string, string) {
 	if len(v.Samples) == 0 {
 		if c.NoData == Inconclusive {
 			return Inconclusive, CauseNoData, "the query returned no data"
@@ -130,11 +132,11 @@ func (c Conditions) Evaluate(v Value) (Outcome, Cause, string) {
 		}
 		out, _, err := p.Eval(vars)
 		if err != nil {
-			return false, fmt.Errorf("evaluating %q: %w", clip(expr, 80), err)
+			return false, fmt.Errorf("evaluating %q: %w", outcome.Shorten(expr, 80), err)
 		}
 		b, ok := out.(types.Bool)
 		if !ok {
-			return false, fmt.Errorf("condition %q gave %v, not a bool", clip(expr, 80), out)
+			return false, fmt.Errorf("condition %q gave %v, not a bool", outcome.Shorten(expr, 80), out)
 		}
 		return bool(b), nil
 	}
@@ -145,7 +147,7 @@ func (c Conditions) Evaluate(v Value) (Outcome, Cause, string) {
 			return Unknown, CauseEvaluationError, err.Error()
 		}
 		if failed {
-			return Failed, "", fmt.Sprintf("failureCondition %s holds", clip(c.Failure, 200))
+			return Failed, "", fmt.Sprintf("failureCondition %s holds", outcome.Shorten(c.Failure, 200))
 		}
 	}
 	if c.Success != "" {
@@ -156,7 +158,7 @@ func (c Conditions) Evaluate(v Value) (Outcome, Cause, string) {
 			return Successful, "", ""
 		}
 		if c.Failure == "" {
-			return Failed, "", fmt.Sprintf("successCondition %s does not hold", clip(c.Success, 200))
+			return Failed, "", fmt.Sprintf("successCondition %s does not hold", outcome.Shorten(c.Success, 200))
 		}
 		return Inconclusive, "", "neither successCondition nor failureCondition holds"
 	}

@@ -16,7 +16,7 @@ func TestEvaluateDecidesTheOutcome(t *testing.T) {
 		cond  Conditions
 		value Value
 		want  Outcome
-		cause Cause
+		cause string
 	}{
 		{"success holds", both, one(0.001), Successful, ""},
 		{"failure holds", both, one(0.05), Failed, ""},
@@ -73,25 +73,25 @@ func TestTallyVerdicts(t *testing.T) {
 		want      Verdict
 		wantFinal Verdict
 	}{
-		{"nothing yet", run(), limits, Running, Undecided},
-		{"count of successes", run(S, S, S), limits, Passed, Passed},
-		{"unknowns do not count toward count", run(S, U, S, U), limits, Running, Undecided},
-		{"failures within the limit", run(S, F, S), limits, Passed, Passed},
-		{"failures past the limit", run(F, S, F), limits, NotPassed, NotPassed},
-		{"one inconclusive past a zero limit", run(S, I), limits, Undecided, Undecided},
-		{"unknowns within the limit keep running", run(U, U), limits, Running, Undecided},
-		{"unknowns past the limit", run(S, U, U, U), limits, NoEvidence, NoEvidence},
-		{"evidence resets the unknown run", run(U, U, S, U, U), limits, Running, Undecided},
-		{"consecutive successes end it", run(F, S, S), Limits{Failure: 1, Unknown: 2, ConsecutiveSuccess: 2}, Passed, Passed},
-		{"an unknown never passes", run(S, S, U), Limits{Unknown: 5, Count: 2}, Running, Undecided},
-		{"a zero unknown limit", run(U), Limits{}, NoEvidence, NoEvidence},
+		{"nothing yet", run(), limits, VerdictRunning, VerdictInconclusive},
+		{"count of successes", run(S, S, S), limits, VerdictSuccessful, VerdictSuccessful},
+		{"unknowns do not count toward count", run(S, U, S, U), limits, VerdictRunning, VerdictInconclusive},
+		{"failures within the limit", run(S, F, S), limits, VerdictSuccessful, VerdictSuccessful},
+		{"failures past the limit", run(F, S, F), limits, VerdictFailed, VerdictFailed},
+		{"one inconclusive past a zero limit", run(S, I), limits, VerdictInconclusive, VerdictInconclusive},
+		{"unknowns within the limit keep running", run(U, U), limits, VerdictRunning, VerdictInconclusive},
+		{"unknowns past the limit", run(S, U, U, U), limits, VerdictUnknown, VerdictUnknown},
+		{"evidence resets the unknown run", run(U, U, S, U, U), limits, VerdictRunning, VerdictInconclusive},
+		{"consecutive successes end it", run(F, S, S), Limits{Failure: 1, Unknown: 2, ConsecutiveSuccess: 2}, VerdictSuccessful, VerdictSuccessful},
+		{"an unknown never passes", run(S, S, U), Limits{Unknown: 5, Count: 2}, VerdictRunning, VerdictInconclusive},
+		{"a zero unknown limit", run(U), Limits{}, VerdictUnknown, VerdictUnknown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, msg := tc.tally.Verdict(tc.limits)
 			g.Expect(got).To(Equal(tc.want))
-			if got != Running {
+			if got != VerdictRunning {
 				g.Expect(msg).NotTo(BeEmpty())
 			}
 			final, _ := tc.tally.Final(tc.limits)
@@ -102,11 +102,11 @@ func TestTallyVerdicts(t *testing.T) {
 
 func TestCombineTakesTheWorstVerdict(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(Combine(nil)).To(Equal(Passed))
-	g.Expect(Combine([]Verdict{Passed, Running})).To(Equal(Running))
-	g.Expect(Combine([]Verdict{Running, NoEvidence})).To(Equal(NoEvidence))
-	g.Expect(Combine([]Verdict{NoEvidence, Undecided})).To(Equal(Undecided))
-	g.Expect(Combine([]Verdict{Undecided, NotPassed, Passed})).To(Equal(NotPassed))
+	g.Expect(Combine(nil)).To(Equal(VerdictSuccessful))
+	g.Expect(Combine([]Verdict{VerdictSuccessful, VerdictRunning})).To(Equal(VerdictRunning))
+	g.Expect(Combine([]Verdict{VerdictRunning, VerdictUnknown})).To(Equal(VerdictUnknown))
+	g.Expect(Combine([]Verdict{VerdictUnknown, VerdictInconclusive})).To(Equal(VerdictInconclusive))
+	g.Expect(Combine([]Verdict{VerdictInconclusive, VerdictFailed, VerdictSuccessful})).To(Equal(VerdictFailed))
 }
 
 func TestRetryDelayBacksOffUpToTheInterval(t *testing.T) {

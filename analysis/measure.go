@@ -3,13 +3,15 @@ package analysis
 import (
 	"context"
 	"time"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Measurement is one query and what came of it.
 type Measurement struct {
 	Outcome Outcome
 	// Cause names the kind of an Unknown (or no-data Inconclusive) outcome.
-	Cause Cause
+	Cause string
 	// Reason explains every outcome but Successful, for people.
 	Reason string
 	// Value is the answer as text.
@@ -39,20 +41,20 @@ func Measure(ctx context.Context, c *Coalescer, p *Prometheus, q Query, cond Con
 	}
 	m.Finished = now()
 	if err != nil {
-		m.Outcome, m.Cause, m.Reason = Unknown, CauseOf(err), clip(err.Error(), 1000)
+		m.Outcome, m.Cause, m.Reason = Unknown, CauseOf(err), outcome.Shorten(err.Error(), 1000)
 		return m
 	}
 	if len(v.Samples) > 0 {
 		m.Value = v.String()
 	}
 	m.Outcome, m.Cause, m.Reason = cond.Evaluate(v)
-	m.Reason = clip(m.Reason, 1000)
+	m.Reason = outcome.Shorten(m.Reason, 1000)
 	return m
 }
 
 // Invalid is the measurement of a metric that cannot be queried at all (a
 // template that does not render, a condition that does not compile, an
 // auth Secret that is missing): Unknown, with the cause and the error.
-func Invalid(cause Cause, err error, query string, now time.Time) Measurement {
-	return Measurement{Outcome: Unknown, Cause: cause, Reason: clip(err.Error(), 1000), Query: clip(query, 16000), Started: now, Finished: now}
+func Invalid(cause string, err error, query string, now time.Time) Measurement {
+	return Measurement{Outcome: Unknown, Cause: cause, Reason: outcome.Shorten(err.Error(), 1000), Query: outcome.Shorten(query, 16000), Started: now, Finished: now}
 }

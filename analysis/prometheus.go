@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // DefaultMaxResponseBytes bounds one Prometheus answer.
@@ -83,7 +86,7 @@ func (v Value) String() string {
 		}
 		parts = append(parts, v.Series[i]+" "+formatFloat(f))
 	}
-	return clip("["+strings.Join(parts, ", ")+"]", 1000)
+	return outcome.Shorten("["+strings.Join(parts, ", ")+"]", 1000)
 }
 
 func formatFloat(f float64) string {
@@ -184,7 +187,7 @@ func toValue(v model.Value, r *Range) (Value, error) {
 		return out, nil
 	case model.Matrix:
 		if r == nil {
-			return Value{}, &Error{Cause: CauseBadResponse, Err: errors.New("an instant query returned a range; set range to reduce it")}
+			return Value{}, outcome.Failf(CauseBadResponse, "an instant query returned a range; set range to reduce it")
 		}
 		out := Value{Samples: make([]float64, 0, len(v)), Series: make([]string, 0, len(v))}
 		for _, s := range v {
@@ -200,7 +203,7 @@ func toValue(v model.Value, r *Range) (Value, error) {
 		}
 		return out, nil
 	default:
-		return Value{}, &Error{Cause: CauseBadResponse, Err: fmt.Errorf("unsupported answer of type %s", v.Type())}
+		return Value{}, outcome.Failf(CauseBadResponse, "unsupported answer of type %s", v.Type())
 	}
 }
 
@@ -228,70 +231,65 @@ func reduce(how string, points []float64) float64 {
 	}
 }
 
-// Cause is the kind of an Unknown outcome; it is the reason label of the
-// Unknown metrics.
-type Cause string
-
+// Causes of a measurement that produced no evidence (the reason of its
+// Unknown outcome, and the reason label of the Unknown metrics), or of a
+// no-data Inconclusive one.
 const (
-	CauseTimeout          Cause = "Timeout"
-	CauseHTTPError        Cause = "HTTPError"
-	CauseTransportError   Cause = "TransportError"
-	CauseBadQuery         Cause = "BadQuery"
-	CauseBadResponse      Cause = "BadResponse"
-	CauseResponseTooLarge Cause = "ResponseTooLarge"
-	CauseNoData           Cause = "NoData"
-	CauseNaN              Cause = "NaN"
-	CauseEvaluationError  Cause = "EvaluationError"
-	CauseInvalidQuery     Cause = "InvalidQuery"
-	CauseInvalidCondition Cause = "InvalidCondition"
-	CauseInvalidProvider  Cause = "InvalidProvider"
+	CauseTimeout          = "Timeout"
+	CauseHTTPError        = "HTTPError"
+	CauseTransportError   = "TransportError"
+	CauseBadQuery         = "BadQuery"
+	CauseBadResponse      = "BadResponse"
+	CauseResponseTooLarge = "ResponseTooLarge"
+	CauseNoData           = "NoData"
+	CauseNaN              = "NaN"
+	CauseEvaluationError  = "EvaluationError"
+	CauseInvalidQuery     = "InvalidQuery"
+	CauseInvalidCondition = "InvalidCondition"
+	CauseInvalidProvider  = "InvalidProvider"
 )
 
-// Error is a measurement that produced no evidence.
-type Error struct {
-	Cause Cause
-	Err   error
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Cause, e.Err) }
-func (e *Error) Unwrap() error { return e.Err }
-
-// CauseOf names the kind of err; an error of unknown kind is a transport
+// CauseOf names the kind of err; an error of no known kind is a transport
 // error.
-func CauseOf(err error) Cause {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Cause
-	}
-	return CauseTransportError
+func CauseOf(err error) string {
+	return outcome.Of(err, CauseTransportError).Reason
 }
 
-// classify wraps an error of the Prometheus client with its cause.
+// classify gives an error of the Prometheus client its outcome and cause:
+// a query Prometheus refuses (bad data, an execution error) or a 4xx is a
+// Failure; a timeout, a 5xx, a bad or too large answer and a transport
+// error are Unknown. A measurement is Unknown either way: only an answer
+// is evidence.
 func classify(err error, timeout time.Duration) error {
 	var apiErr *promv1.Error
 	switch {
 	case errors.Is(err, errTooLarge):
-		return &Error{Cause: CauseResponseTooLarge, Err: err}
+		return &outcome.Error{Result: outcome.Unknown, Reason: CauseResponseTooLarge, Err: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Cause: CauseTimeout, Err: fmt.Errorf("no answer within %s", timeout)}
+		return outcome.Unknownf(CauseTimeout, "no answer within %s", timeout)
 	case errors.As(err, &apiErr):
 		switch apiErr.Type {
 		case promv1.ErrTimeout, promv1.ErrCanceled:
-			return &Error{Cause: CauseTimeout, Err: err}
+			return &outcome.Error{Result: outcome.Unknown, Reason: CauseTimeout, Err: err}
 		case promv1.ErrBadData, promv1.ErrExec:
-			return &Error{Cause: CauseBadQuery, Err: err}
+			return &outcome.Error{Result: outcome.Failure, Reason: CauseBadQuery, Err: err}
 		case promv1.ErrBadResponse:
-			return &Error{Cause: CauseBadResponse, Err: err}
+			return &outcome.Error{Result: outcome.Unknown, Reason: CauseBadResponse, Err: err}
+		case promv1.ErrClient:
+			return &outcome.Error{Result: outcome.Failure, Reason: CauseHTTPError, Err: err}
 		default:
-			return &Error{Cause: CauseHTTPError, Err: err}
+			return &outcome.Error{Result: outcome.Unknown, Reason: CauseHTTPError, Err: err}
 		}
-	default:
-		var netErr interface{ Timeout() bool }
-		if errors.As(err, &netErr) && netErr.Timeout() {
-			return &Error{Cause: CauseTimeout, Err: fmt.Errorf("no answer within %s", timeout)}
-		}
-		return &Error{Cause: CauseTransportError, Err: err}
+	case timedOut(err):
+		return outcome.Unknownf(CauseTimeout, "no answer within %s", timeout)
 	}
+	return &outcome.Error{Result: outcome.Classify(err), Reason: CauseTransportError, Err: err}
+}
+
+// timedOut tells a network error that is a timeout.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // errTooLarge is returned by a body that passed its limit.

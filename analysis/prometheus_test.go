@@ -77,7 +77,7 @@ func rendered(t *testing.T, service string) Query {
 func measure(t *testing.T, p *Prometheus, q Query, cond Conditions) Measurement {
 	t.Helper()
 	var m Measurement
-	NewWithT(t).Eventually(func() Cause {
+	NewWithT(t).Eventually(func() string {
 		m = Measure(context.Background(), nil, p, q, cond, 0, time.Now)
 		return m.Cause
 	}).WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).ShouldNot(Equal(CauseNoData), "Prometheus has no samples yet")
@@ -191,7 +191,7 @@ func TestCoalescerSendsOneQueryPerWindow(t *testing.T) {
 	window := 2 * time.Second
 	// Three past windows, each with data: wait until the oldest has some.
 	var now time.Time
-	g.Eventually(func() Cause {
+	g.Eventually(func() string {
 		now = time.Now()
 		return Measure(context.Background(), nil, p, q, slo, 0, func() time.Time { return now.Add(-3 * window) }).Cause
 	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).ShouldNot(Equal(CauseNoData))

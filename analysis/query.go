@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // MaxArgumentLength bounds one argument value.
@@ -59,7 +61,7 @@ func Render(template string, args map[string]string) (string, error) {
 		if strings.HasPrefix(template[i:], "{{") {
 			m := placeholder.FindStringSubmatch(template[i:])
 			if m == nil {
-				return "", fmt.Errorf("query has %q at offset %d, which is not an {{args.NAME}} placeholder", clip(template[i:], 20), i)
+				return "", fmt.Errorf("query has %q at offset %d, which is not an {{args.NAME}} placeholder", outcome.Shorten(template[i:], 20), i)
 			}
 			value, ok := args[m[1]]
 			if !ok {
@@ -116,7 +118,7 @@ func escape(name, value string, quote byte, comment bool) (string, error) {
 	case bareValue.MatchString(value) && !keywords[strings.ToLower(value)]:
 		return value, nil
 	default:
-		return "", fmt.Errorf("argument %q is used outside a string literal, where only a name, a number or a duration is allowed; got %q", name, clip(value, 64))
+		return "", fmt.Errorf("argument %q is used outside a string literal, where only a name, a number or a duration is allowed; got %q", name, outcome.Shorten(value, 64))
 	}
 }
 
@@ -142,13 +144,6 @@ func quoteContent(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // Argument is a declared argument of a template: its name and optional

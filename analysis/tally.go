@@ -4,22 +4,22 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Verdict of a metric or of a whole analysis.
 type Verdict string
 
 const (
-	Running Verdict = "Running"
-	// Passed is the Successful verdict.
-	Passed Verdict = "Successful"
-	// NotPassed is the Failed verdict.
-	NotPassed Verdict = "Failed"
-	// Undecided is the Inconclusive verdict.
-	Undecided Verdict = "Inconclusive"
-	// NoEvidence is the verdict once the Unknown budget is spent.
-	NoEvidence Verdict = "Unknown"
+	VerdictRunning Verdict = "VerdictRunning"
+	// VerdictSuccessful is the Successful verdict.
+	VerdictSuccessful Verdict = "Successful"
+	// VerdictFailed is the Failed verdict.
+	VerdictFailed Verdict = "Failed"
+	// VerdictInconclusive is the Inconclusive verdict.
+	VerdictInconclusive Verdict = "Inconclusive"
+	// VerdictUnknown is the verdict once the Unknown budget is spent.
+	VerdictUnknown Verdict = "Unknown"
 )
 
 // Limits are a metric's budgets. Failure and Inconclusive count all
@@ -67,19 +67,19 @@ func (t *Tally) Add(o Outcome) {
 func (t Tally) Verdict(l Limits) (Verdict, string) {
 	switch {
 	case t.Failed > l.Failure:
-		return NotPassed, fmt.Sprintf("%d Failed measurements; failureLimit is %d", t.Failed, l.Failure)
+		return VerdictFailed, fmt.Sprintf("%d Failed measurements; failureLimit is %d", t.Failed, l.Failure)
 	case t.Inconclusive > l.Inconclusive:
-		return Undecided, fmt.Sprintf("%d Inconclusive measurements; inconclusiveLimit is %d", t.Inconclusive, l.Inconclusive)
+		return VerdictInconclusive, fmt.Sprintf("%d Inconclusive measurements; inconclusiveLimit is %d", t.Inconclusive, l.Inconclusive)
 	case t.ConsecutiveUnknown > l.Unknown:
-		return NoEvidence, fmt.Sprintf("%d Unknown measurements in a row; unknownLimit is %d", t.ConsecutiveUnknown, l.Unknown)
+		return VerdictUnknown, fmt.Sprintf("%d Unknown measurements in a row; unknownLimit is %d", t.ConsecutiveUnknown, l.Unknown)
 	case t.ConsecutiveUnknown > 0:
-		return Running, ""
+		return VerdictRunning, ""
 	case l.ConsecutiveSuccess > 0 && t.ConsecutiveSuccessful >= l.ConsecutiveSuccess:
-		return Passed, fmt.Sprintf("%d Successful measurements in a row", t.ConsecutiveSuccessful)
+		return VerdictSuccessful, fmt.Sprintf("%d Successful measurements in a row", t.ConsecutiveSuccessful)
 	case l.Count > 0 && t.Successful+t.Failed+t.Inconclusive >= l.Count:
-		return Passed, fmt.Sprintf("%d of %d measurements Successful", t.Successful, t.Successful+t.Failed+t.Inconclusive)
+		return VerdictSuccessful, fmt.Sprintf("%d of %d measurements Successful", t.Successful, t.Successful+t.Failed+t.Inconclusive)
 	}
-	return Running, ""
+	return VerdictRunning, ""
 }
 
 // Final is the verdict of a metric whose analysis was stopped: what was
@@ -87,20 +87,20 @@ func (t Tally) Verdict(l Limits) (Verdict, string) {
 // was Unknown, is Inconclusive.
 func (t Tally) Final(l Limits) (Verdict, string) {
 	v, msg := t.Verdict(l)
-	if v != Running {
+	if v != VerdictRunning {
 		return v, msg
 	}
 	if t.Successful == 0 || t.ConsecutiveUnknown > 0 {
-		return Undecided, "stopped before the metric produced evidence"
+		return VerdictInconclusive, "stopped before the metric produced evidence"
 	}
-	return Passed, fmt.Sprintf("stopped after %d Successful measurements within the budgets", t.Successful)
+	return VerdictSuccessful, fmt.Sprintf("stopped after %d Successful measurements within the budgets", t.Successful)
 }
 
 // Combine is the verdict of an analysis from its metrics' verdicts, dry-run
 // ones left out: any Failed fails it, then Inconclusive, then Unknown; it
 // is Successful once every metric is.
 func Combine(verdicts []Verdict) Verdict {
-	worst := Passed
+	worst := VerdictSuccessful
 	for _, v := range verdicts {
 		if verdictRank[v] > verdictRank[worst] {
 			worst = v
@@ -110,25 +110,12 @@ func Combine(verdicts []Verdict) Verdict {
 }
 
 // verdictRank orders verdicts from best to worst.
-var verdictRank = map[Verdict]int{Passed: 0, Running: 1, NoEvidence: 2, Undecided: 3, NotPassed: 4}
+var verdictRank = map[Verdict]int{VerdictSuccessful: 0, VerdictRunning: 1, VerdictUnknown: 2, VerdictInconclusive: 3, VerdictFailed: 4}
 
 // RetryDelay is how long to wait before measuring again after n Unknown
-// measurements in a row: an exponential backoff from one second (or the
-// interval, if shorter), doubling up to the interval.
+// measurements in a row: the Unknown backoff from one second (or the
+// interval, if shorter), doubling up to the interval. The budget is the
+// metric's unknownLimit, which Tally.Verdict spends.
 func RetryDelay(n int32, interval time.Duration) time.Duration {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     min(time.Second, interval),
-		RandomizationFactor: 0,
-		Multiplier:          2,
-		MaxInterval:         interval,
-		MaxElapsedTime:      0,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	d := b.NextBackOff()
-	for i := int32(1); i < n && d < interval; i++ {
-		d = b.NextBackOff()
-	}
-	return d
+	return outcome.Backoff{Initial: min(time.Second, interval), Max: interval, Budget: -1}.Delay(int(n))
 }

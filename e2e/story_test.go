@@ -254,7 +254,7 @@ func historyRewritten(t *testing.T) {
 		ready := meta.FindStatusCondition(gs.Status.Conditions.Conditions, vigilv1.ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonHistoryRewritten)))
+		g.Expect(ready.Reason).To(Equal(gitops.ReasonHistoryRewritten))
 		g.Expect(ready.Message).To(And(ContainSubstring(applied), ContainSubstring(head)))
 		g.Expect(meta.IsStatusConditionTrue(gs.Status.Conditions.Conditions, vigilv1.ConditionStalled)).To(BeTrue())
 	}, within, 200*time.Millisecond).Should(Succeed())

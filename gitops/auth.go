@@ -12,6 +12,8 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Auth builds the credentials for url from a Secret's data: `username` and
@@ -25,7 +27,7 @@ func Auth(url string, data map[string][]byte) (transport.AuthMethod, error) {
 	}
 	ep, err := transport.NewEndpoint(url)
 	if err != nil {
-		return nil, fail(ReasonFetchFailed, "bad repository URL: %v", err)
+		return nil, outcome.Failf(ReasonFetchFailed, "bad repository URL: %v", err)
 	}
 	get := func(k string) string { return strings.TrimSpace(string(data[k])) }
 	switch ep.Protocol {
@@ -34,7 +36,7 @@ func Auth(url string, data map[string][]byte) (transport.AuthMethod, error) {
 			return &githttp.TokenAuth{Token: tok}, nil
 		}
 		if get("password") == "" {
-			return nil, fail(ReasonAuthFailed, "the credentials Secret has neither `password` nor `bearerToken` for %s", ep.Protocol)
+			return nil, outcome.Failf(ReasonAuthFailed, "the credentials Secret has neither `password` nor `bearerToken` for %s", ep.Protocol)
 		}
 		user := get("username")
 		if user == "" {
@@ -44,11 +46,11 @@ func Auth(url string, data map[string][]byte) (transport.AuthMethod, error) {
 	case "ssh":
 		id := data["identity"]
 		if len(id) == 0 {
-			return nil, fail(ReasonAuthFailed, "the credentials Secret has no `identity` key for ssh")
+			return nil, outcome.Failf(ReasonAuthFailed, "the credentials Secret has no `identity` key for ssh")
 		}
 		hosts := data["known_hosts"]
 		if len(bytes.TrimSpace(hosts)) == 0 {
-			return nil, fail(ReasonAuthFailed, "the credentials Secret has no `known_hosts` key; SSH host keys are always checked")
+			return nil, outcome.Failf(ReasonAuthFailed, "the credentials Secret has no `known_hosts` key; SSH host keys are always checked")
 		}
 		user := ep.User
 		if user == "" {
@@ -56,7 +58,7 @@ func Auth(url string, data map[string][]byte) (transport.AuthMethod, error) {
 		}
 		keys, err := gitssh.NewPublicKeys(user, id, get("password"))
 		if err != nil {
-			return nil, fail(ReasonAuthFailed, "the `identity` key of the credentials Secret is not a usable private key")
+			return nil, outcome.Failf(ReasonAuthFailed, "the `identity` key of the credentials Secret is not a usable private key")
 		}
 		cb, err := hostKeyCallback(hosts)
 		if err != nil {
@@ -86,11 +88,11 @@ func hostKeyCallback(lines []byte) (ssh.HostKeyCallback, error) {
 	}
 	cb, err := knownhosts.New(f.Name())
 	if err != nil {
-		return nil, fail(ReasonAuthFailed, "the `known_hosts` key of the credentials Secret is not valid: %v", err)
+		return nil, outcome.Failf(ReasonAuthFailed, "the `known_hosts` key of the credentials Secret is not valid: %v", err)
 	}
 	return func(host string, remote net.Addr, key ssh.PublicKey) error {
 		if err := cb(host, remote, key); err != nil {
-			return fail(ReasonAuthFailed, "the host key of %s (%s) is not in known_hosts", host, ssh.FingerprintSHA256(key))
+			return outcome.Failf(ReasonAuthFailed, "the host key of %s (%s) is not in known_hosts", host, ssh.FingerprintSHA256(key))
 		}
 		return nil
 	}, nil

@@ -18,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Ref names exactly one of a branch, a tag or a commit.
@@ -74,7 +76,7 @@ func Resolve(ctx context.Context, src Source) (string, error) {
 	case direct != "":
 		return direct, nil
 	}
-	return "", fail(ReasonRefNotFound, "%s does not exist in %s", src.Ref, src.URL)
+	return "", outcome.Failf(ReasonRefNotFound, "%s does not exist in %s", src.Ref, src.URL)
 }
 
 // Snapshot is one fetched commit, stored under a directory the caller owns
@@ -117,13 +119,13 @@ func Fetch(ctx context.Context, src Source, dir string, limits Limits) (*Snapsho
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.Is(err, git.NoMatchingRefSpecError{}), errors.Is(err, git.ErrExactSHA1NotSupported),
 		err != nil && strings.Contains(err.Error(), "not our ref"):
-		return nil, fail(ReasonRefNotFound, "%s is not in %s (%v)", src.Ref, src.URL, err)
+		return nil, outcome.Failf(ReasonRefNotFound, "%s is not in %s (%v)", src.Ref, src.URL, err)
 	case err != nil:
 		return nil, classify(ctx, err, "fetching "+src.Ref.String()+" of "+src.URL)
 	}
 	ref, err := repo.Reference(local, true)
 	if err != nil {
-		return nil, fail(ReasonRefNotFound, "%s was not fetched from %s", src.Ref, src.URL)
+		return nil, outcome.Failf(ReasonRefNotFound, "%s was not fetched from %s", src.Ref, src.URL)
 	}
 	commit, err := peel(repo, ref.Hash())
 	if err != nil {
@@ -146,7 +148,7 @@ func guardedRepo(dir, url string, limits Limits) (*git.Repository, *git.Remote, 
 	}
 	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	if err != nil {
-		return nil, nil, fail(ReasonFetchFailed, "bad repository URL: %v", err)
+		return nil, nil, outcome.Failf(ReasonFetchFailed, "bad repository URL: %v", err)
 	}
 	return repo, remote, nil
 }
@@ -156,7 +158,7 @@ func peel(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
 	for range 8 {
 		obj, err := repo.Object(plumbing.AnyObject, h)
 		if err != nil {
-			return nil, fail(ReasonFetchFailed, "reading object %s: %v", h, err)
+			return nil, outcome.Failf(ReasonFetchFailed, "reading object %s: %v", h, err)
 		}
 		switch o := obj.(type) {
 		case *object.Commit:
@@ -164,10 +166,10 @@ func peel(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
 		case *object.Tag:
 			h = o.Target
 		default:
-			return nil, fail(ReasonRefNotFound, "%s names a %s, not a commit", h, obj.Type())
+			return nil, outcome.Failf(ReasonRefNotFound, "%s names a %s, not a commit", h, obj.Type())
 		}
 	}
-	return nil, fail(ReasonRefNotFound, "tag chain at %s is too long", h)
+	return nil, outcome.Failf(ReasonRefNotFound, "tag chain at %s is too long", h)
 }
 
 // guardedStorage is go-git's filesystem storage with a pack writer that
@@ -237,7 +239,7 @@ func checkPack(r io.Reader, l Limits) error {
 	sc := packfile.NewScanner(r)
 	_, count, err := sc.Header()
 	if err != nil {
-		return fail(ReasonFetchFailed, "reading the pack header: %v", err)
+		return outcome.Failf(ReasonFetchFailed, "reading the pack header: %v", err)
 	}
 	if int64(count) > int64(l.Objects) {
 		return l.exceeded("objects", int64(count), int64(l.Objects))
@@ -245,14 +247,14 @@ func checkPack(r io.Reader, l Limits) error {
 	for range count {
 		h, err := sc.NextObjectHeader()
 		if err != nil {
-			return fail(ReasonFetchFailed, "reading the pack: %v", err)
+			return outcome.Failf(ReasonFetchFailed, "reading the pack: %v", err)
 		}
 		if h.Length > l.FileBytes {
 			return l.exceeded("bytes in one object", h.Length, l.FileBytes)
 		}
 		head := &prefix{max: 32}
 		if _, _, err := sc.NextObject(head); err != nil {
-			return fail(ReasonFetchFailed, "reading the pack: %v", err)
+			return outcome.Failf(ReasonFetchFailed, "reading the pack: %v", err)
 		}
 		if h.Type == plumbing.OFSDeltaObject || h.Type == plumbing.REFDeltaObject {
 			if size := deltaTargetSize(head.b); size > l.FileBytes {

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
 	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/hack/gittest"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 func fetch(t *testing.T, src gitops.Source, limits gitops.Limits) (*gitops.Snapshot, error) {
@@ -22,10 +24,7 @@ func fetch(t *testing.T, src gitops.Source, limits gitops.Limits) (*gitops.Snaps
 	return gitops.Fetch(ctx, src, t.TempDir(), limits)
 }
 
-func reasonOf(err error) gitops.Reason {
-	r, _ := gitops.ReasonOf(err)
-	return r
-}
+func reasonOf(err error) string { return gitops.Outcome(err).Reason }
 
 func TestFetchBranchTagAndCommitOverDaemonAndHTTP(t *testing.T) {
 	g := NewWithT(t)
@@ -128,13 +127,10 @@ func TestAStalledServerIsUnknown(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := gitops.Fetch(ctx, gitops.Source{URL: url, Ref: gitops.Ref{Branch: "main"}}, t.TempDir(), gitops.DefaultLimits())
-	reason, unknown := gitops.ReasonOf(err)
-	g.Expect(reason).To(Equal(gitops.ReasonUnreachable))
-	g.Expect(unknown).To(BeTrue())
+	g.Expect(gitops.Outcome(err)).To(MatchFields(IgnoreExtras, Fields{"Result": Equal(outcome.Unknown), "Reason": Equal(gitops.ReasonUnreachable)}))
 	g.Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second), "the fetch returned once the timeout passed")
 	_, err = gitops.Resolve(ctx, gitops.Source{URL: url, Ref: gitops.Ref{Branch: "main"}})
-	_, unknown = gitops.ReasonOf(err)
-	g.Expect(unknown).To(BeTrue())
+	g.Expect(gitops.Outcome(err).Result).To(Equal(outcome.Unknown))
 }
 
 func TestFetchLimits(t *testing.T) {

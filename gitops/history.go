@@ -9,6 +9,8 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // History is the full history of some refs of one repository, fetched to
@@ -105,10 +107,10 @@ func (h *History) IsAncestor(commit, tip string) (bool, error) {
 	}
 	from, ok := fullHash(tip)
 	if !ok {
-		return false, fail(ReasonRefNotFound, "%q is not a full commit hash", tip)
+		return false, outcome.Failf(ReasonRefNotFound, "%q is not a full commit hash", tip)
 	}
 	if _, err := h.repo.CommitObject(from); err != nil {
-		return false, fail(ReasonRefNotFound, "commit %s is not in the fetched history of %s", tip, h.URL)
+		return false, outcome.Failf(ReasonRefNotFound, "commit %s is not in the fetched history of %s", tip, h.URL)
 	}
 	return h.reaches(from, want)
 }
@@ -118,7 +120,7 @@ func (h *History) IsAncestor(commit, tip string) (bool, error) {
 func (h *History) Snapshot(commit string) (*Snapshot, error) {
 	hash, ok := fullHash(commit)
 	if !ok {
-		return nil, fail(ReasonRefNotFound, "%q is not a full commit hash", commit)
+		return nil, outcome.Failf(ReasonRefNotFound, "%q is not a full commit hash", commit)
 	}
 	c, err := peel(h.repo, hash)
 	if err != nil {
@@ -150,7 +152,7 @@ func (h *History) reaches(tip, want plumbing.Hash) (bool, error) {
 			continue // the edge of a shallow history
 		}
 		if err != nil {
-			return false, fail(ReasonFetchFailed, "reading commit %s: %v", next, err)
+			return false, outcome.Failf(ReasonFetchFailed, "reading commit %s: %v", next, err)
 		}
 		queue = append(queue, c.ParentHashes...)
 	}

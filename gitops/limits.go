@@ -1,5 +1,7 @@
 package gitops
 
+import "github.com/vigil-dev/vigil/outcome"
+
 // Limits bound what one fetch and render may cost. A repository past any of
 // them is refused with ReasonLimitExceeded and a message naming the limit;
 // nothing of it is applied.
@@ -36,6 +38,6 @@ func DefaultLimits() Limits {
 	}
 }
 
-func (l Limits) exceeded(what string, got, limit int64) *Error {
-	return fail(ReasonLimitExceeded, "the repository exceeds the limit on %s: %d, at most %d", what, got, limit)
+func (l Limits) exceeded(what string, got, limit int64) *outcome.Error {
+	return outcome.Failf(ReasonLimitExceeded, "the repository exceeds the limit on %s: %d, at most %d", what, got, limit)
 }

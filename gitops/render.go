@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // hookAnnotation marks an Argo CD hook, which Vigil does not run.
@@ -32,7 +34,7 @@ const hookAnnotation = "argocd.argoproj.io/hook"
 func Render(fs filesys.FileSystem, dir string, limits Limits) ([]*unstructured.Unstructured, error) {
 	dir = path.Join("/", dir)
 	if !fs.IsDir(dir) {
-		return nil, fail(ReasonRenderFailed, "path %s is not a directory of the repository", strings.TrimPrefix(dir, "/"))
+		return nil, outcome.Failf(ReasonRenderFailed, "path %s is not a directory of the repository", strings.TrimPrefix(dir, "/"))
 	}
 	var objs []*unstructured.Unstructured
 	var err error
@@ -75,18 +77,18 @@ func renderPlain(fs filesys.FileSystem, dir string, limits Limits) ([]*unstructu
 		return nil
 	})
 	if err != nil {
-		return nil, fail(ReasonRenderFailed, "listing %s: %v", dir, err)
+		return nil, outcome.Failf(ReasonRenderFailed, "listing %s: %v", dir, err)
 	}
 	sort.Strings(files)
 	var objs []*unstructured.Unstructured
 	for _, f := range files {
 		b, err := fs.ReadFile(f)
 		if err != nil {
-			return nil, fail(ReasonRenderFailed, "reading %s: %v", f, err)
+			return nil, outcome.Failf(ReasonRenderFailed, "reading %s: %v", f, err)
 		}
 		got, err := decode(b, limits.Manifests-len(objs))
 		if err != nil {
-			return nil, fail(ReasonRenderFailed, "%s: %v", strings.TrimPrefix(f, "/"), err)
+			return nil, outcome.Failf(ReasonRenderFailed, "%s: %v", strings.TrimPrefix(f, "/"), err)
 		}
 		objs = append(objs, got...)
 	}
@@ -137,13 +139,13 @@ func renderKustomize(fs filesys.FileSystem, dir string) ([]*unstructured.Unstruc
 	opts.PluginConfig = types.DisabledPluginConfig()
 	rm, err := krusty.MakeKustomizer(opts).Run(fs, dir)
 	if err != nil {
-		return nil, fail(ReasonRenderFailed, "kustomize: %v", err)
+		return nil, outcome.Failf(ReasonRenderFailed, "kustomize: %v", err)
 	}
 	objs := make([]*unstructured.Unstructured, 0, rm.Size())
 	for _, r := range rm.Resources() {
 		m, err := r.Map()
 		if err != nil {
-			return nil, fail(ReasonRenderFailed, "kustomize: %v", err)
+			return nil, outcome.Failf(ReasonRenderFailed, "kustomize: %v", err)
 		}
 		objs = append(objs, &unstructured.Unstructured{Object: m})
 	}
@@ -168,10 +170,10 @@ func checkKustomizations(fs filesys.FileSystem) error {
 		return nil
 	})
 	if err != nil {
-		return fail(ReasonRenderFailed, "listing kustomizations: %v", err)
+		return outcome.Failf(ReasonRenderFailed, "listing kustomizations: %v", err)
 	}
 	if len(problems) > 0 {
-		return fail(ReasonRemoteRefused, "%s", strings.Join(problems, "; "))
+		return outcome.Failf(ReasonRemoteRefused, "%s", strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -246,14 +248,14 @@ func check(objs []*unstructured.Unstructured) error {
 	seen := map[string]bool{}
 	for i, o := range objs {
 		if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" {
-			return fail(ReasonRenderFailed, "object %d (kind %q, name %q) needs apiVersion, kind and metadata.name", i+1, o.GetKind(), o.GetName())
+			return outcome.Failf(ReasonRenderFailed, "object %d (kind %q, name %q) needs apiVersion, kind and metadata.name", i+1, o.GetKind(), o.GetName())
 		}
 		if _, ok := o.GetAnnotations()[hookAnnotation]; ok {
-			return fail(ReasonRenderFailed, "%s %s is an Argo CD hook; hooks are not run by Vigil", o.GetKind(), o.GetName())
+			return outcome.Failf(ReasonRenderFailed, "%s %s is an Argo CD hook; hooks are not run by Vigil", o.GetKind(), o.GetName())
 		}
 		key := o.GroupVersionKind().GroupKind().String() + "/" + o.GetNamespace() + "/" + o.GetName()
 		if seen[key] {
-			return fail(ReasonRenderFailed, "%s %s appears twice", o.GetKind(), o.GetName())
+			return outcome.Failf(ReasonRenderFailed, "%s %s appears twice", o.GetKind(), o.GetName())
 		}
 		seen[key] = true
 	}

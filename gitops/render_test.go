@@ -115,7 +115,7 @@ func TestKustomizeNeverReachesTheNetworkOrRunsPrograms(t *testing.T) {
 		kustomization string
 		extra         map[string]string
 		want          string
-		reason        gitops.Reason
+		reason        string
 	}{
 		{"http resource", "resources:\n- " + srv.URL + "/cm.yaml\n", nil, "which is not in the repository", gitops.ReasonRemoteRefused},
 		{"git base", "resources:\n- " + strings.Replace(srv.URL, "http://", "git::http://", 1) + "/repo.git//deploy?ref=main\n", nil, "which is not in the repository", gitops.ReasonRemoteRefused},

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // OwnerAnnotation marks every object a GitSync applies with the GitSync's
@@ -111,17 +113,17 @@ func (e *Engine) Scope(objs []*unstructured.Unstructured, namespace, owner, revi
 		gvk := o.GroupVersionKind()
 		namespaced, err := e.IsNamespaced(gvk.GroupKind())
 		if err != nil {
-			return fail(ReasonRenderFailed, "%s %s: the cluster does not serve kind %s", o.GetKind(), o.GetName(), gvk.GroupKind())
+			return outcome.Failf(ReasonRenderFailed, "%s %s: the cluster does not serve kind %s", o.GetKind(), o.GetName(), gvk.GroupKind())
 		}
 		if !namespaced {
-			return fail(ReasonRenderFailed, "%s %s is cluster-scoped; a GitSync applies only objects of its own namespace", o.GetKind(), o.GetName())
+			return outcome.Failf(ReasonRenderFailed, "%s %s is cluster-scoped; a GitSync applies only objects of its own namespace", o.GetKind(), o.GetName())
 		}
 		switch o.GetNamespace() {
 		case "":
 			o.SetNamespace(namespace)
 		case namespace:
 		default:
-			return fail(ReasonRenderFailed, "%s %s is in namespace %s; a GitSync applies only objects of its own namespace (%s)",
+			return outcome.Failf(ReasonRenderFailed, "%s %s is in namespace %s; a GitSync applies only objects of its own namespace (%s)",
 				o.GetKind(), o.GetName(), o.GetNamespace(), namespace)
 		}
 		a := o.GetAnnotations()

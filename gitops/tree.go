@@ -10,6 +10,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // maxSymlinkHops bounds how many symlinks one path may pass through.
@@ -24,7 +26,7 @@ const maxSymlinkHops = 8
 func (s *Snapshot) Tree() (filesys.FileSystem, error) {
 	root, err := s.commit.Tree()
 	if err != nil {
-		return nil, fail(ReasonFetchFailed, "reading the tree of %s: %v", s.Commit, err)
+		return nil, outcome.Failf(ReasonFetchFailed, "reading the tree of %s: %v", s.Commit, err)
 	}
 	fs := filesys.MakeFsInMemory()
 	t := &treeReader{s: s, root: root, fs: fs}
@@ -37,7 +39,7 @@ func (s *Snapshot) Tree() (filesys.FileSystem, error) {
 			break
 		}
 		if err != nil {
-			return nil, fail(ReasonFetchFailed, "walking the tree of %s: %v", s.Commit, err)
+			return nil, outcome.Failf(ReasonFetchFailed, "walking the tree of %s: %v", s.Commit, err)
 		}
 		if d := strings.Count(name, "/") + 1; d > s.limits.Depth {
 			return nil, s.limits.exceeded("path depth", int64(d), int64(s.limits.Depth))
@@ -84,22 +86,22 @@ func (t *treeReader) copy(name string, h plumbing.Hash) error {
 	}
 	blob, err := t.s.repo.BlobObject(h)
 	if err != nil {
-		return fail(ReasonFetchFailed, "reading %s: %v", name, err)
+		return outcome.Failf(ReasonFetchFailed, "reading %s: %v", name, err)
 	}
 	if blob.Size > l.FileBytes {
-		return fail(ReasonLimitExceeded, "the repository exceeds the limit on bytes in one file: %s is %d bytes, at most %d", name, blob.Size, l.FileBytes)
+		return outcome.Failf(ReasonLimitExceeded, "the repository exceeds the limit on bytes in one file: %s is %d bytes, at most %d", name, blob.Size, l.FileBytes)
 	}
 	if t.bytes += blob.Size; t.bytes > l.TreeBytes {
 		return l.exceeded("bytes in all files", t.bytes, l.TreeBytes)
 	}
 	r, err := blob.Reader()
 	if err != nil {
-		return fail(ReasonFetchFailed, "reading %s: %v", name, err)
+		return outcome.Failf(ReasonFetchFailed, "reading %s: %v", name, err)
 	}
 	defer r.Close()
 	b, err := io.ReadAll(io.LimitReader(r, l.FileBytes+1))
 	if err != nil {
-		return fail(ReasonFetchFailed, "reading %s: %v", name, err)
+		return outcome.Failf(ReasonFetchFailed, "reading %s: %v", name, err)
 	}
 	return t.fs.WriteFile("/"+name, b)
 }
@@ -111,38 +113,38 @@ func (t *treeReader) resolve(name string) (plumbing.Hash, error) {
 	for range maxSymlinkHops {
 		entry, err := t.root.FindEntry(at)
 		if err != nil {
-			return plumbing.ZeroHash, fail(ReasonUnsafeContent, "symlink %s points to %s, which is not in the repository", name, at)
+			return plumbing.ZeroHash, outcome.Failf(ReasonUnsafeContent, "symlink %s points to %s, which is not in the repository", name, at)
 		}
 		switch entry.Mode {
 		case filemode.Regular, filemode.Executable, filemode.Deprecated:
 			return entry.Hash, nil
 		case filemode.Symlink:
 		default:
-			return plumbing.ZeroHash, fail(ReasonUnsafeContent, "symlink %s points to the directory %s; only symlinks to files are read", name, at)
+			return plumbing.ZeroHash, outcome.Failf(ReasonUnsafeContent, "symlink %s points to the directory %s; only symlinks to files are read", name, at)
 		}
 		blob, err := t.s.repo.BlobObject(entry.Hash)
 		if err != nil {
-			return plumbing.ZeroHash, fail(ReasonFetchFailed, "reading symlink %s: %v", at, err)
+			return plumbing.ZeroHash, outcome.Failf(ReasonFetchFailed, "reading symlink %s: %v", at, err)
 		}
 		if blob.Size > 4096 {
-			return plumbing.ZeroHash, fail(ReasonUnsafeContent, "symlink %s has a %d-byte target", at, blob.Size)
+			return plumbing.ZeroHash, outcome.Failf(ReasonUnsafeContent, "symlink %s has a %d-byte target", at, blob.Size)
 		}
 		r, err := blob.Reader()
 		if err != nil {
-			return plumbing.ZeroHash, fail(ReasonFetchFailed, "reading symlink %s: %v", at, err)
+			return plumbing.ZeroHash, outcome.Failf(ReasonFetchFailed, "reading symlink %s: %v", at, err)
 		}
 		target, err := io.ReadAll(io.LimitReader(r, 4096))
 		_ = r.Close()
 		if err != nil {
-			return plumbing.ZeroHash, fail(ReasonFetchFailed, "reading symlink %s: %v", at, err)
+			return plumbing.ZeroHash, outcome.Failf(ReasonFetchFailed, "reading symlink %s: %v", at, err)
 		}
 		next, ok := within(path.Dir(at), string(target))
 		if !ok {
-			return plumbing.ZeroHash, fail(ReasonUnsafeContent, "symlink %s points outside the repository (%s)", name, target)
+			return plumbing.ZeroHash, outcome.Failf(ReasonUnsafeContent, "symlink %s points outside the repository (%s)", name, target)
 		}
 		at = next
 	}
-	return plumbing.ZeroHash, fail(ReasonUnsafeContent, "symlink %s passes through more than %d symlinks", name, maxSymlinkHops)
+	return plumbing.ZeroHash, outcome.Failf(ReasonUnsafeContent, "symlink %s passes through more than %d symlinks", name, maxSymlinkHops)
 }
 
 // within joins a symlink target to the directory holding the link and

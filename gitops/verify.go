@@ -16,6 +16,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Signature modes a GitSync may require.
@@ -34,10 +36,10 @@ func (s *Snapshot) Verify(mode string, keys map[string][]byte) (string, error) {
 	sig := strings.TrimSpace(s.commit.PGPSignature)
 	short := s.Commit[:12]
 	if sig == "" {
-		return "", fail(ReasonUnsigned, "commit %s is not signed", short)
+		return "", outcome.Failf(ReasonUnsigned, "commit %s is not signed", short)
 	}
 	if len(keys) == 0 {
-		return "", fail(ReasonUntrustedSignature, "commit %s cannot be verified: the verification Secret holds no keys", short)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s cannot be verified: the verification Secret holds no keys", short)
 	}
 	names := make([]string, 0, len(keys))
 	for name := range keys {
@@ -47,9 +49,9 @@ func (s *Snapshot) Verify(mode string, keys map[string][]byte) (string, error) {
 	isSSH := strings.HasPrefix(sig, "-----BEGIN SSH SIGNATURE-----")
 	switch {
 	case mode == ModeSSH && !isSSH:
-		return "", fail(ReasonUntrustedSignature, "commit %s has an OpenPGP signature, but verify.mode is SSH", short)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s has an OpenPGP signature, but verify.mode is SSH", short)
 	case mode != ModeSSH && isSSH:
-		return "", fail(ReasonUntrustedSignature, "commit %s has an SSH signature, but verify.mode is OpenPGP", short)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s has an SSH signature, but verify.mode is OpenPGP", short)
 	case isSSH:
 		return s.verifySSH(sig, names, keys)
 	}
@@ -58,7 +60,7 @@ func (s *Snapshot) Verify(mode string, keys map[string][]byte) (string, error) {
 			return fmt.Sprintf("%s (OpenPGP key %X)", name, e.PrimaryKey.Fingerprint), nil
 		}
 	}
-	return "", fail(ReasonUntrustedSignature, "commit %s is signed by OpenPGP key %s, which is not one of the trusted keys (%s), or the signature does not match the commit",
+	return "", outcome.Failf(ReasonUntrustedSignature, "commit %s is signed by OpenPGP key %s, which is not one of the trusted keys (%s), or the signature does not match the commit",
 		short, pgpIssuer(sig), strings.Join(names, ", "))
 }
 
@@ -90,14 +92,14 @@ func (s *Snapshot) verifySSH(armored string, names []string, keys map[string][]b
 	short := s.Commit[:12]
 	sig, err := parseSSHSig(armored)
 	if err != nil {
-		return "", fail(ReasonUntrustedSignature, "commit %s has an unreadable SSH signature: %v", short, err)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s has an unreadable SSH signature: %v", short, err)
 	}
 	if sig.namespace != "git" {
-		return "", fail(ReasonUntrustedSignature, "commit %s is signed for the namespace %q, not \"git\"", short, sig.namespace)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s is signed for the namespace %q, not \"git\"", short, sig.namespace)
 	}
 	signer, err := ssh.ParsePublicKey(sig.publicKey)
 	if err != nil {
-		return "", fail(ReasonUntrustedSignature, "commit %s has an SSH signature with an unreadable key: %v", short, err)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s has an SSH signature with an unreadable key: %v", short, err)
 	}
 	trusted := ""
 	for _, name := range names {
@@ -114,7 +116,7 @@ func (s *Snapshot) verifySSH(armored string, names []string, keys map[string][]b
 		}
 	}
 	if trusted == "" {
-		return "", fail(ReasonUntrustedSignature, "commit %s is signed by SSH key %s, which is not one of the trusted keys (%s)",
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s is signed by SSH key %s, which is not one of the trusted keys (%s)",
 			short, ssh.FingerprintSHA256(signer), strings.Join(names, ", "))
 	}
 	var body plumbing.MemoryObject
@@ -135,11 +137,11 @@ func (s *Snapshot) verifySSH(armored string, names []string, keys map[string][]b
 		d := sha256.Sum256(msg)
 		digest = d[:]
 	default:
-		return "", fail(ReasonUntrustedSignature, "commit %s is signed with the unsupported hash %q", short, sig.hash)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s is signed with the unsupported hash %q", short, sig.hash)
 	}
 	signed := slices.Concat([]byte("SSHSIG"), sshString([]byte(sig.namespace)), sshString(sig.reserved), sshString([]byte(sig.hash)), sshString(digest))
 	if err := signer.Verify(signed, sig.signature); err != nil {
-		return "", fail(ReasonUntrustedSignature, "commit %s has an SSH signature by %s that does not match the commit", short, trusted)
+		return "", outcome.Failf(ReasonUntrustedSignature, "commit %s has an SSH signature by %s that does not match the commit", short, trusted)
 	}
 	return fmt.Sprintf("%s (SSH key %s)", trusted, ssh.FingerprintSHA256(signer)), nil
 }

@@ -21,7 +21,8 @@ import (
 // reading the message:
 //
 //   - an *Error keeps its result;
-//   - an *HTTPError is what HTTPStatus says of its code;
+//   - an *HTTPError, or an error with a StatusCode() method (go-git's
+//     HTTP transport has one), is what HTTPStatus says of its code;
 //   - a cancelled or expired context, a deadline, a timeout, a refused,
 //     reset or aborted connection, an unreachable host or network, a
 //     connection closed mid-answer, a DNS error and a TLS handshake that did
@@ -31,8 +32,9 @@ import (
 //   - an error of no known kind is Unknown: it says nothing was learnt.
 func Classify(err error) Result {
 	var (
-		e *Error
-		h *HTTPError
+		e    *Error
+		h    *HTTPError
+		code interface{ StatusCode() int }
 	)
 	switch {
 	case err == nil:
@@ -41,6 +43,8 @@ func Classify(err error) Result {
 		return e.Result
 	case errors.As(err, &h):
 		return HTTPStatus(h.Code)
+	case errors.As(err, &code):
+		return HTTPStatus(code.StatusCode())
 	case malformed(err):
 		return Failure
 	case Transient(err):

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/provenance"
 )
 
@@ -20,7 +21,7 @@ func BenchmarkVerify(b *testing.B) {
 	b.Run("cold", func(b *testing.B) {
 		for b.Loop() {
 			f.verifier = provenance.NewVerifier(provenance.DefaultRegistry(), 10*time.Second, b.TempDir(), gitops.DefaultLimits(), 64)
-			if v := f.verify(d.String(), p, nil); v.Result != provenance.Passed || v.Cached {
+			if v := f.verify(d.String(), p, nil); v.Result != outcome.Success || v.Cached {
 				b.Fatalf("%s: %s (cached %v)", v.Result, v.Message, v.Cached)
 			}
 		}

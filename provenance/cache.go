@@ -3,6 +3,8 @@ package provenance
 import (
 	"container/list"
 	"sync"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // CacheKey names a verdict: the image digest, the policy and its trust
@@ -50,7 +52,7 @@ func (c *Cache) Get(key CacheKey) (Verdict, bool) {
 
 // Put caches a pass; anything else is ignored.
 func (c *Cache) Put(key CacheKey, v Verdict) {
-	if v.Result != Passed {
+	if v.Result != outcome.Success {
 		return
 	}
 	c.mu.Lock()

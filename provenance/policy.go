@@ -16,6 +16,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Policy says who may sign an image and what its provenance must show. It
@@ -137,13 +138,13 @@ type authority struct {
 // material does not load is refused as a whole.
 func (p *Policy) compile() ([]authority, error) {
 	if len(p.Authorities) == 0 {
-		return nil, refuse(ReasonPolicyInvalid, "the policy names no authority")
+		return nil, outcome.Failf(ReasonPolicyInvalid, "the policy names no authority")
 	}
 	var out []authority
 	for _, a := range p.Authorities {
 		c, err := compileAuthority(a)
 		if err != nil {
-			return nil, refuse(ReasonPolicyInvalid, "authority %s: %v", a.Name, err)
+			return nil, outcome.Failf(ReasonPolicyInvalid, "authority %s: %v", a.Name, err)
 		}
 		out = append(out, c)
 	}

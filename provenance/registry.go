@@ -2,11 +2,15 @@ package provenance
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash"
 	"io"
-	"net"
 	"net/http"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -14,6 +18,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Registry reads images and what refers to them, within limits.
@@ -36,6 +42,7 @@ func (r Registry) options(ctx context.Context) []remote.Option {
 	if t == nil {
 		t = http.DefaultTransport
 	}
+	t = checkDigests{t}
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(t),
@@ -52,11 +59,11 @@ func (r Registry) pin(ctx context.Context, image string, requireDigest bool) (na
 	ref, err := name.ParseReference(image, name.StrictValidation)
 	if err != nil {
 		if ref, err = name.ParseReference(image); err != nil {
-			return name.Digest{}, refuse(ReasonBadImageReference, "image %q does not parse: %v", image, err)
+			return name.Digest{}, outcome.Failf(ReasonBadImageReference, "image %q does not parse: %v", image, err)
 		}
 	}
 	if _, byDigest := ref.(name.Digest); !byDigest && requireDigest {
-		return name.Digest{}, refuse(ReasonNotPinned, "image %s names a tag; the policy requires a digest", image)
+		return name.Digest{}, outcome.Failf(ReasonNotPinned, "image %s names a tag; the policy requires a digest", image)
 	}
 	desc, err := remote.Get(ref, r.options(ctx)...)
 	if err != nil {
@@ -65,28 +72,69 @@ func (r Registry) pin(ctx context.Context, image string, requireDigest bool) (na
 	return ref.Context().Digest(desc.Digest.String()), nil
 }
 
-// registryError classifies an error from the registry: a timeout, 5xx or
-// 429 is Unknown; a digest the content does not match is a refusal; a
-// missing image is a refusal that is re-checked later.
+// registryError gives an error of the registry its outcome: a missing
+// image, or access refused, is a Failure re-checked later; content that
+// does not match its digest is a Failure; a timeout and what
+// outcome.Classify finds Unknown (a 5xx, a 429, a transport error) are
+// Unknown.
 func registryError(ctx context.Context, err error, what string) error {
 	var te *transport.Error
-	var ne net.Error
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		return unknown(ReasonRegistryUnavailable, "%s: the registry did not answer before the timeout", what)
-	case errors.As(err, &te) && (te.StatusCode == http.StatusTooManyRequests || te.StatusCode >= 500):
-		return unknown(ReasonRegistryUnavailable, "%s: the registry answered %d", what, te.StatusCode)
+		return outcome.Unknownf(ReasonRegistryUnavailable, "%s: the registry did not answer before the timeout", what)
+	case errors.Is(err, errDigestMismatch):
+		return outcome.Failf(ReasonDigestMismatch, "%s: the registry served content that does not match the digest: %v", what, err)
 	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
-		return refuse(ReasonImageNotFound, "%s: not found", what)
+		return outcome.Failf(ReasonImageNotFound, "%s: not found", what)
 	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
-		return refuse(ReasonImageNotFound, "%s: the registry refused access (%d)", what, te.StatusCode)
-	case strings.Contains(err.Error(), "does not match requested digest"):
-		return refuse(ReasonDigestMismatch, "%s: the registry served content that does not match the digest: %v", what, err)
-	case errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), strings.Contains(err.Error(), "connection refused"),
-		strings.Contains(err.Error(), "connection reset"):
-		return unknown(ReasonRegistryUnavailable, "%s: %v", what, err)
+		return outcome.Failf(ReasonImageNotFound, "%s: the registry refused access (%d)", what, te.StatusCode)
+	case errors.As(err, &te) && outcome.HTTPStatus(te.StatusCode) == outcome.Unknown:
+		return outcome.Unknownf(ReasonRegistryUnavailable, "%s: the registry answered %d", what, te.StatusCode)
+	case errors.As(err, &te):
+		return outcome.Failf(ReasonImageNotFound, "%s: the registry answered %d", what, te.StatusCode)
 	}
-	return unknown(ReasonRegistryUnavailable, "%s: %v", what, err)
+	return &outcome.Error{Result: outcome.Classify(err), Reason: ReasonRegistryUnavailable, Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+// errDigestMismatch is what reading content by digest returns when the
+// bytes the registry served have another digest.
+var errDigestMismatch = errors.New("the content does not match its digest")
+
+// checkDigests is a RoundTripper that checks every manifest and blob read
+// by digest against that digest as its body is read, and ends the body
+// with errDigestMismatch when they differ. go-containerregistry checks
+// too, but says so only in the text of an error.
+type checkDigests struct{ next http.RoundTripper }
+
+func (c checkDigests) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	i := strings.LastIndex(req.URL.Path, "/")
+	kind, digest := path.Base(req.URL.Path[:max(i, 0)]), req.URL.Path[i+1:]
+	hexDigest, ok := strings.CutPrefix(digest, "sha256:")
+	if (kind != "manifests" && kind != "blobs") || !ok {
+		return resp, nil
+	}
+	resp.Body = &digestReader{ReadCloser: resp.Body, want: hexDigest, hash: sha256.New()}
+	return resp, nil
+}
+
+// digestReader hashes a body as it is read and checks the hash at its end.
+type digestReader struct {
+	io.ReadCloser
+	want string
+	hash hash.Hash
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	n, err := d.ReadCloser.Read(p)
+	d.hash.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(d.hash.Sum(nil)) != d.want {
+		return n, errDigestMismatch
+	}
+	return n, err
 }
 
 // bundleMediaPrefix starts the media type of every Sigstore bundle.
@@ -225,7 +273,7 @@ func (r Registry) legacy(ctx context.Context, tag name.Tag, max int) ([]*legacyL
 // digest is checked by go-containerregistry as it is read.
 func (r Registry) blob(ctx context.Context, img v1.Image, desc v1.Descriptor, where string) ([]byte, error) {
 	if desc.Size > r.MaxBundleBytes {
-		return nil, refuse(ReasonSignatureUntrusted, "%s: layer of %d bytes is over the limit of %d", where, desc.Size, r.MaxBundleBytes)
+		return nil, outcome.Failf(ReasonSignatureUntrusted, "%s: layer of %d bytes is over the limit of %d", where, desc.Size, r.MaxBundleBytes)
 	}
 	layer, err := img.LayerByDigest(desc.Digest)
 	if err != nil {
@@ -241,7 +289,7 @@ func (r Registry) blob(ctx context.Context, img v1.Image, desc v1.Descriptor, wh
 		return nil, registryError(ctx, err, "reading "+where)
 	}
 	if int64(len(b)) > r.MaxBundleBytes {
-		return nil, refuse(ReasonSignatureUntrusted, "%s: layer is over the limit of %d bytes", where, r.MaxBundleBytes)
+		return nil, outcome.Failf(ReasonSignatureUntrusted, "%s: layer is over the limit of %d bytes", where, r.MaxBundleBytes)
 	}
 	return b, nil
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // source is what a verified provenance says about the build.
@@ -29,29 +30,29 @@ var DefaultProtectedRefs = []string{"refs/heads/main"}
 func (v *Verifier) checkProvenance(ctx context.Context, req Request, res *verify.VerificationResult) (source, error) {
 	st := res.Statement
 	if st == nil || st.GetPredicateType() != PredicateSLSA || st.GetPredicate() == nil {
-		return source{}, refuse(ReasonProvenanceInvalid, "the provenance is not a SLSA v1 statement")
+		return source{}, outcome.Failf(ReasonProvenanceInvalid, "the provenance is not a SLSA v1 statement")
 	}
 	raw, err := protojson.Marshal(st.GetPredicate())
 	if err != nil {
-		return source{}, refuse(ReasonProvenanceInvalid, "the provenance predicate does not encode: %v", err)
+		return source{}, outcome.Failf(ReasonProvenanceInvalid, "the provenance predicate does not encode: %v", err)
 	}
 	var p provv1.Provenance
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &p); err != nil {
-		return source{}, refuse(ReasonProvenanceInvalid, "the provenance predicate is not SLSA v1: %v", err)
+		return source{}, outcome.Failf(ReasonProvenanceInvalid, "the provenance predicate is not SLSA v1: %v", err)
 	}
 	src := source{builder: p.GetRunDetails().GetBuilder().GetId()}
 	src.repository, src.commit = sourceOf(&p)
 	req2 := req.Policy.Provenance
 	if !slices.Contains(req2.BuilderIDs, src.builder) {
-		return src, refuse(ReasonBuilderNotAllowed, "the image was built by %q, which the policy does not allow (allowed: %s)",
+		return src, outcome.Failf(ReasonBuilderNotAllowed, "the image was built by %q, which the policy does not allow (allowed: %s)",
 			src.builder, strings.Join(req2.BuilderIDs, ", "))
 	}
 	if src.repository == "" || src.commit == "" {
-		return src, refuse(ReasonProvenanceInvalid, "the provenance names no Git source (a resolvedDependencies entry with a gitCommit digest)")
+		return src, outcome.Failf(ReasonProvenanceInvalid, "the provenance names no Git source (a resolvedDependencies entry with a gitCommit digest)")
 	}
 	allowed, ok := allowedSource(req2.Sources, src.repository)
 	if !ok {
-		return src, refuse(ReasonSourceNotAllowed, "the image was built from %s, which the policy does not allow", src.repository)
+		return src, outcome.Failf(ReasonSourceNotAllowed, "the image was built from %s, which the policy does not allow", src.repository)
 	}
 	return src, v.checkCommit(ctx, req, allowed, src.commit)
 }
@@ -106,7 +107,7 @@ func (v *Verifier) checkCommit(ctx context.Context, req Request, src Source, com
 	}
 	dir, err := os.MkdirTemp(v.WorkDir, "history-")
 	if err != nil {
-		return unknown(ReasonSourceUnavailable, "making a directory for the history of %s: %v", src.URL, err)
+		return outcome.Unknownf(ReasonSourceUnavailable, "making a directory for the history of %s: %v", src.URL, err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	h, err := gitops.FetchHistory(ctx, src.URL, src.Auth, refs, dir, v.GitLimits)
@@ -118,7 +119,7 @@ func (v *Verifier) checkCommit(ctx context.Context, req Request, src Source, com
 		return gitError(err, "walking the history of "+src.URL)
 	}
 	if ref == "" {
-		return refuse(ReasonCommitNotProtected, "source commit %s is not reachable from %s of %s: it was built from unreviewed code",
+		return outcome.Failf(ReasonCommitNotProtected, "source commit %s is not reachable from %s of %s: it was built from unreviewed code",
 			commit, strings.Join(protected, " or "), src.URL)
 	}
 	if !sameRepo {
@@ -126,13 +127,13 @@ func (v *Verifier) checkCommit(ctx context.Context, req Request, src Source, com
 	}
 	ok, err := h.IsAncestor(commit, applied.Revision)
 	if err != nil {
-		if r, unk := gitops.ReasonOf(err); !unk && r == gitops.ReasonRefNotFound {
-			return refuse(ReasonCommitNotApplied, "the applied revision %s is not in the history of %s: %v", applied.Revision, src.URL, err)
+		if o := gitops.Outcome(err); o.Result == outcome.Failure && o.Reason == gitops.ReasonRefNotFound {
+			return outcome.Failf(ReasonCommitNotApplied, "the applied revision %s is not in the history of %s: %v", applied.Revision, src.URL, err)
 		}
 		return gitError(err, "walking the history of "+src.URL)
 	}
 	if !ok {
-		return refuse(ReasonCommitNotApplied, "source commit %s is not the applied revision %s or an ancestor of it: the image was not built from the code Git says to deploy",
+		return outcome.Failf(ReasonCommitNotApplied, "source commit %s is not the applied revision %s or an ancestor of it: the image was not built from the code Git says to deploy",
 			commit, applied.Revision)
 	}
 	return nil
@@ -141,8 +142,8 @@ func (v *Verifier) checkCommit(ctx context.Context, req Request, src Source, com
 // gitError keeps an Unknown Git outcome Unknown; anything else about the
 // repository is a refusal.
 func gitError(err error, what string) error {
-	if _, unk := gitops.ReasonOf(err); unk {
-		return unknown(ReasonSourceUnavailable, "%s: %v", what, err)
+	if gitops.Outcome(err).Result == outcome.Unknown {
+		return outcome.Unknownf(ReasonSourceUnavailable, "%s: %v", what, err)
 	}
-	return refuse(ReasonSourceUnavailable, "%s: %v", what, err)
+	return outcome.Failf(ReasonSourceUnavailable, "%s: %v", what, err)
 }

@@ -8,81 +8,66 @@
 // within size, count and time limits.
 package provenance
 
-import (
-	"errors"
-	"fmt"
-)
+import "github.com/vigil-dev/vigil/outcome"
 
-// Result is the outcome of a verification. Unknown is neither: the
-// registry or a Git server did not answer, and the question is asked again.
-type Result string
-
-const (
-	Passed  Result = "Passed"
-	Failed  Result = "Failed"
-	Unknown Result = "Unknown"
-)
-
-// Reason says why a verification ended as it did. Each is a condition
-// reason of the Rollout's Verified condition.
-type Reason string
-
+// Reasons of a verification's outcome. Each is a reason of the Rollout's
+// Verified condition.
 const (
 	// ReasonVerified: signed by an authority, with the provenance required.
-	ReasonVerified Reason = "Verified"
+	ReasonVerified = "Verified"
 	// ReasonUnsigned: no signature of the image was found.
-	ReasonUnsigned Reason = "Unsigned"
+	ReasonUnsigned = "Unsigned"
 	// ReasonSignatureUntrusted: signatures were found, but none verifies
 	// against the policy's authorities (another key or identity).
-	ReasonSignatureUntrusted Reason = "SignatureUntrusted"
+	ReasonSignatureUntrusted = "SignatureUntrusted"
 	// ReasonCertificateNotValid: a certificate was used outside its
 	// validity window (the log entry was integrated after it expired or
 	// before it began).
-	ReasonCertificateNotValid Reason = "CertificateNotValid"
+	ReasonCertificateNotValid = "CertificateNotValid"
 	// ReasonSubjectMismatch: a genuine signature or attestation names
 	// another digest: it was made for another image and copied here.
-	ReasonSubjectMismatch Reason = "SubjectMismatch"
+	ReasonSubjectMismatch = "SubjectMismatch"
 	// ReasonDigestMismatch: the registry served content whose digest is
 	// not the one asked for.
-	ReasonDigestMismatch Reason = "DigestMismatch"
+	ReasonDigestMismatch = "DigestMismatch"
 	// ReasonNotPinned: the policy requires a digest and the image names a tag.
-	ReasonNotPinned Reason = "NotPinnedByDigest"
+	ReasonNotPinned = "NotPinnedByDigest"
 	// ReasonImageNotFound: the registry has no such image.
-	ReasonImageNotFound Reason = "ImageNotFound"
+	ReasonImageNotFound = "ImageNotFound"
 	// ReasonBadImageReference: the image reference does not parse.
-	ReasonBadImageReference Reason = "BadImageReference"
+	ReasonBadImageReference = "BadImageReference"
 	// ReasonProvenanceMissing: the image is signed, but no SLSA provenance
 	// by an authority was found.
-	ReasonProvenanceMissing Reason = "ProvenanceMissing"
+	ReasonProvenanceMissing = "ProvenanceMissing"
 	// ReasonProvenanceInvalid: the provenance does not parse as SLSA v1.
-	ReasonProvenanceInvalid Reason = "ProvenanceInvalid"
+	ReasonProvenanceInvalid = "ProvenanceInvalid"
 	// ReasonBuilderNotAllowed: the provenance names a builder the policy
 	// does not list.
-	ReasonBuilderNotAllowed Reason = "BuilderNotAllowed"
+	ReasonBuilderNotAllowed = "BuilderNotAllowed"
 	// ReasonSourceNotAllowed: the provenance names a source repository the
 	// policy does not list.
-	ReasonSourceNotAllowed Reason = "SourceNotAllowed"
+	ReasonSourceNotAllowed = "SourceNotAllowed"
 	// ReasonCommitNotProtected: the source commit is on none of the
 	// protected refs: it was built from unmerged code.
-	ReasonCommitNotProtected Reason = "CommitNotProtected"
+	ReasonCommitNotProtected = "CommitNotProtected"
 	// ReasonCommitNotApplied: the image was built from the GitSync's own
 	// repository, from a commit outside the history of the applied revision.
-	ReasonCommitNotApplied Reason = "CommitNotApplied"
+	ReasonCommitNotApplied = "CommitNotApplied"
 	// ReasonPolicyInvalid: the policy's keys or trusted roots do not load.
-	ReasonPolicyInvalid Reason = "PolicyInvalid"
+	ReasonPolicyInvalid = "PolicyInvalid"
 	// ReasonRegistryUnavailable: the registry timed out, failed (5xx) or
 	// throttled (429). The result is Unknown.
-	ReasonRegistryUnavailable Reason = "RegistryUnavailable"
+	ReasonRegistryUnavailable = "RegistryUnavailable"
 	// ReasonSourceUnavailable: the source repository could not be read.
 	// The result is Unknown.
-	ReasonSourceUnavailable Reason = "SourceUnavailable"
+	ReasonSourceUnavailable = "SourceUnavailable"
 )
 
-// Verdict is what one verification of one image found.
+// Verdict is what one verification of one image found: Success (the
+// image passed), Failure (it is refused) or Unknown (the registry or a Git
+// server did not answer; the question is asked again), with a reason.
 type Verdict struct {
-	Result  Result
-	Reason  Reason
-	Message string
+	outcome.Outcome
 	// Image is the reference as written; Pinned is repository@digest.
 	Image, Pinned, Digest string
 	// Signer is the verified identity: a keyless certificate's subject
@@ -93,32 +78,4 @@ type Verdict struct {
 	Builder, SourceRepository, SourceCommit string
 	// Cached is true when the verdict was served from the cache.
 	Cached bool
-}
-
-// verdictError carries a Reason through the steps of a verification.
-type verdictError struct {
-	result Result
-	reason Reason
-	err    error
-}
-
-func (e *verdictError) Error() string { return e.err.Error() }
-func (e *verdictError) Unwrap() error { return e.err }
-
-func refuse(reason Reason, format string, args ...any) error {
-	return &verdictError{result: Failed, reason: reason, err: fmt.Errorf(format, args...)}
-}
-
-func unknown(reason Reason, format string, args ...any) error {
-	return &verdictError{result: Unknown, reason: reason, err: fmt.Errorf(format, args...)}
-}
-
-// outcome turns an error of a step into a result and reason. An error
-// without one is Unknown: nothing was learnt about the image.
-func outcome(err error) (Result, Reason) {
-	var e *verdictError
-	if errors.As(err, &e) {
-		return e.result, e.reason
-	}
-	return Unknown, ReasonRegistryUnavailable
 }

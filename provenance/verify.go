@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Applied is what a GitSync applied: the repository, the ref it follows
@@ -58,7 +59,7 @@ func NewVerifier(reg Registry, timeout time.Duration, workDir string, limits git
 func (v *Verifier) Verifications() int64 { return v.runs.Load() }
 
 // Verify decides whether the image may run under the policy. It never
-// returns Passed for anything it could not check.
+// returns Success for anything it could not check.
 func (v *Verifier) Verify(ctx context.Context, req Request) Verdict {
 	ctx, cancel := context.WithTimeout(ctx, v.Timeout)
 	defer cancel()
@@ -90,7 +91,7 @@ func (v *Verifier) verify(ctx context.Context, req Request) Verdict {
 		}
 		v.runs.Add(1)
 		verdict := v.check(ctx, req, digest)
-		if verdict.Result == Passed {
+		if verdict.Result == outcome.Success {
 			v.cache.Put(key, verdict)
 		}
 		return verdict, nil
@@ -121,8 +122,8 @@ func (v *Verifier) check(ctx context.Context, req Request, digest name.Digest) V
 	}
 	sig, err := best(ents, kindSignature, auths, digest.DigestStr())
 	if err != nil {
-		if r, _ := outcome(err); r == Failed && len(unreadable) > 0 && reasonOf(err) == ReasonUnsigned {
-			err = refuse(ReasonSignatureUntrusted, "no readable signature of %s: %s", digest.DigestStr(), strings.Join(unreadable, "; "))
+		if o := outcome.Of(err, ReasonRegistryUnavailable); o.Result == outcome.Failure && len(unreadable) > 0 && o.Reason == ReasonUnsigned {
+			err = outcome.Failf(ReasonSignatureUntrusted, "no readable signature of %s: %s", digest.DigestStr(), strings.Join(unreadable, "; "))
 		}
 		return failed(err, base)
 	}
@@ -132,8 +133,8 @@ func (v *Verifier) check(ctx context.Context, req Request, digest name.Digest) V
 	}
 	prov, err := best(ents, kindProvenance, auths, digest.DigestStr())
 	if err != nil {
-		if reasonOf(err) == ReasonUnsigned {
-			err = refuse(ReasonProvenanceMissing, "%s is signed by %s, but has no SLSA v1 provenance attestation", digest.DigestStr(), sig.signer)
+		if outcome.ReasonOf(err) == ReasonUnsigned {
+			err = outcome.Failf(ReasonProvenanceMissing, "%s is signed by %s, but has no SLSA v1 provenance attestation", digest.DigestStr(), sig.signer)
 		}
 		return failed(err, base)
 	}
@@ -146,19 +147,15 @@ func (v *Verifier) check(ctx context.Context, req Request, digest name.Digest) V
 }
 
 func pass(v Verdict, msg string) Verdict {
-	v.Result, v.Reason, v.Message = Passed, ReasonVerified, msg
+	v.Outcome = outcome.Outcome{Result: outcome.Success, Reason: ReasonVerified, Message: msg}
 	return v
 }
 
+// failed is the verdict of a verification that stopped at err. An error
+// that carries no outcome says nothing of the image: Unknown.
 func failed(err error, v Verdict) Verdict {
-	v.Result, v.Reason = outcome(err)
-	v.Message = err.Error()
+	v.Outcome = outcome.Of(err, ReasonRegistryUnavailable)
 	return v
-}
-
-func reasonOf(err error) Reason {
-	_, r := outcome(err)
-	return r
 }
 
 // verified is an entity that verified against an authority.
@@ -186,7 +183,7 @@ func best(ents []*entity, k kind, auths []authority, digest string) (*verified, 
 		}
 		for _, a := range auths {
 			if a.keyless != e.hasCertificate() {
-				keep(1, refuse(ReasonSignatureUntrusted, "the %s at %s is signed with %s, and the policy has no authority of that kind",
+				keep(1, outcome.Failf(ReasonSignatureUntrusted, "the %s at %s is signed with %s, and the policy has no authority of that kind",
 					e.kind, e.where, map[bool]string{true: "a certificate (keyless)", false: "a key"}[e.hasCertificate()]))
 				continue
 			}
@@ -194,7 +191,7 @@ func best(ents []*entity, k kind, auths []authority, digest string) (*verified, 
 			if err == nil {
 				return &verified{result: res, signer: signerOf(a, res)}, nil
 			}
-			switch reasonOf(err) {
+			switch outcome.ReasonOf(err) {
 			case ReasonSubjectMismatch:
 				keep(4, err)
 			case ReasonCertificateNotValid:
@@ -205,7 +202,7 @@ func best(ents []*entity, k kind, auths []authority, digest string) (*verified, 
 		}
 	}
 	if worst == nil {
-		return nil, refuse(ReasonUnsigned, "no %s of %s was found (referrers, the sha256-<hex> tag, or cosign's legacy tags)", k, digest)
+		return nil, outcome.Failf(ReasonUnsigned, "no %s of %s was found (referrers, the sha256-<hex> tag, or cosign's legacy tags)", k, digest)
 	}
 	return nil, worst
 }
@@ -214,7 +211,7 @@ func best(ents []*entity, k kind, auths []authority, digest string) (*verified, 
 func (e *entity) verifyWith(a authority, digest string) (*verify.VerificationResult, error) {
 	raw, err := hex.DecodeString(strings.TrimPrefix(digest, "sha256:"))
 	if err != nil {
-		return nil, refuse(ReasonBadImageReference, "digest %s is not sha256", digest)
+		return nil, outcome.Failf(ReasonBadImageReference, "digest %s is not sha256", digest)
 	}
 	artifact := verify.WithArtifactDigest("sha256", raw)
 	if e.payload != nil {
@@ -224,7 +221,7 @@ func (e *entity) verifyWith(a authority, digest string) (*verify.VerificationRes
 	if err == nil && e.payload != nil && !slices.Contains(e.claims, digest) {
 		// A legacy signature verifies over its payload; the payload must
 		// name this image.
-		return nil, refuse(ReasonSubjectMismatch, "the %s at %s is signed by %s for %s, not for %s",
+		return nil, outcome.Failf(ReasonSubjectMismatch, "the %s at %s is signed by %s for %s, not for %s",
 			e.kind, e.where, a.name, strings.Join(e.claims, ", "), digest)
 	}
 	if err == nil {
@@ -232,14 +229,14 @@ func (e *entity) verifyWith(a authority, digest string) (*verify.VerificationRes
 	}
 	if e.payload == nil {
 		if _, again := a.verifier.Verify(e.bundle, verify.NewPolicy(verify.WithoutArtifactUnsafe(), a.identity)); again == nil {
-			return nil, refuse(ReasonSubjectMismatch, "the %s at %s is signed by %s for %s, not for %s: it was made for another image",
+			return nil, outcome.Failf(ReasonSubjectMismatch, "the %s at %s is signed by %s for %s, not for %s: it was made for another image",
 				e.kind, e.where, a.name, strings.Join(e.claims, ", "), digest)
 		}
 	}
 	if msg, outside := e.certificateOutsideValidity(); outside {
-		return nil, refuse(ReasonCertificateNotValid, "the %s at %s: %s", e.kind, e.where, msg)
+		return nil, outcome.Failf(ReasonCertificateNotValid, "the %s at %s: %s", e.kind, e.where, msg)
 	}
-	return nil, refuse(ReasonSignatureUntrusted, "the %s at %s does not verify against authority %s: %v", e.kind, e.where, a.name, err)
+	return nil, outcome.Failf(ReasonSignatureUntrusted, "the %s at %s does not verify against authority %s: %v", e.kind, e.where, a.name, err)
 }
 
 // hasCertificate says whether the entity is signed with a certificate

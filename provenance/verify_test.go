@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/hack/gittest"
 	"github.com/vigil-dev/vigil/hack/sigtest"
+	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/provenance"
 )
 
@@ -94,7 +95,7 @@ func TestASignedImageWithMatchingProvenanceIsAdmittedByDigest(t *testing.T) {
 			byKey := f.image()
 			f.release(f.key, byKey, f.reviewed)
 			v := f.verify(f.reg.Host+"/app:vb", f.policy(f.keyAuthority()), nil)
-			g.Expect(v.Result).To(Equal(provenance.Passed), v.Message)
+			g.Expect(v.Result).To(Equal(outcome.Success), v.Message)
 			g.Expect(v.Pinned).To(Equal(byKey.String()), "a tag is resolved to its digest")
 			g.Expect(v.Signer).To(Equal("key release-key"))
 			g.Expect(v.Builder).To(Equal(builder))
@@ -104,7 +105,7 @@ func TestASignedImageWithMatchingProvenanceIsAdmittedByDigest(t *testing.T) {
 			f.release(f.sigstore.Identity(subject, issuer), keyless, f.reviewed)
 			both := f.policy(f.key2(), f.keylessAuthority())
 			v = f.verify(keyless.String(), both, nil)
-			g.Expect(v.Result).To(Equal(provenance.Passed), v.Message)
+			g.Expect(v.Result).To(Equal(outcome.Success), v.Message)
 			g.Expect(v.Signer).To(Equal(subject + " (issuer " + issuer + ")"))
 			g.Expect(v.Cached).To(BeFalse())
 
@@ -125,7 +126,7 @@ func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
 	cases := []struct {
 		name    string
 		setup   func() (image string, applied *provenance.Applied)
-		reason  provenance.Reason
+		reason  string
 		message string
 	}{{
 		name:   "unsigned",
@@ -218,14 +219,14 @@ func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
 		},
 		reason: provenance.ReasonBuilderNotAllowed, message: `built by "https://laptop.example/me"`,
 	}}
-	seen := map[provenance.Reason]bool{}
+	seen := map[string]bool{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
 			image, applied := c.setup()
 			v := f.verify(image, f.policy(f.keyAuthority(), f.keylessAuthority()), applied)
 			f.reg.Tamper("")
-			g.Expect(v.Result).To(Equal(provenance.Failed), v.Message)
+			g.Expect(v.Result).To(Equal(outcome.Failure), v.Message)
 			g.Expect(v.Reason).To(Equal(c.reason), v.Message)
 			g.Expect(v.Message).To(ContainSubstring(c.message))
 			seen[c.reason] = true
@@ -245,7 +246,7 @@ func TestTheSameRepositoryAdmitsTheAppliedRevisionAndItsAncestors(t *testing.T) 
 		d := f.image()
 		f.release(f.key, d, commit)
 		v := f.verify(d.String(), f.policy(f.keyAuthority()), &provenance.Applied{URL: f.url, Ref: "refs/heads/main", Revision: f.later})
-		g.Expect(v.Result).To(Equal(provenance.Passed), v.Message)
+		g.Expect(v.Result).To(Equal(outcome.Success), v.Message)
 	}
 }
 
@@ -257,7 +258,7 @@ func TestLegacyCosignSignatureTags(t *testing.T) {
 	d := f.image()
 	sigtest.SignLegacy(t, f.key, d, d.DigestStr())
 	v := f.verify(d.String(), signatureOnly, nil)
-	g.Expect(v.Result).To(Equal(provenance.Passed), v.Message)
+	g.Expect(v.Result).To(Equal(outcome.Success), v.Message)
 
 	copied := f.image()
 	sigtest.SignLegacy(t, f.key, copied, d.DigestStr())
@@ -279,7 +280,7 @@ func TestATagIsRefusedWhenThePolicyRequiresADigest(t *testing.T) {
 	p.RequireDigest = true
 	v := f.verify(f.reg.Host+"/app:vb", p, nil)
 	g.Expect(v.Reason).To(Equal(provenance.ReasonNotPinned))
-	g.Expect(f.verify(d.String(), p, nil).Result).To(Equal(provenance.Passed))
+	g.Expect(f.verify(d.String(), p, nil).Result).To(Equal(outcome.Success))
 }
 
 func TestAnUnavailableRegistryIsUnknownAndNothingIsCached(t *testing.T) {
@@ -292,7 +293,7 @@ func TestAnUnavailableRegistryIsUnknownAndNothingIsCached(t *testing.T) {
 
 	f.reg.Stall(true)
 	v := f.verify(d.String(), p, nil)
-	g.Expect(v.Result).To(Equal(provenance.Unknown))
+	g.Expect(v.Result).To(Equal(outcome.Unknown))
 	g.Expect(v.Reason).To(Equal(provenance.ReasonRegistryUnavailable))
 	g.Expect(v.Message).To(ContainSubstring("before the timeout"))
 	f.reg.Stall(false)
@@ -300,12 +301,12 @@ func TestAnUnavailableRegistryIsUnknownAndNothingIsCached(t *testing.T) {
 	for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
 		f.reg.Fail(code)
 		v = f.verify(d.String(), p, nil)
-		g.Expect(v.Result).To(Equal(provenance.Unknown), v.Message)
+		g.Expect(v.Result).To(Equal(outcome.Unknown), v.Message)
 	}
 	f.reg.Fail(0)
 
 	v = f.verify(d.String(), p, nil)
-	g.Expect(v.Result).To(Equal(provenance.Passed), v.Message)
+	g.Expect(v.Result).To(Equal(outcome.Success), v.Message)
 	g.Expect(v.Cached).To(BeFalse(), "no Unknown was cached")
 }
 
@@ -322,7 +323,7 @@ func TestConcurrentRequestsForOneDigestShareOneVerification(t *testing.T) {
 	}
 	wg.Wait()
 	for _, v := range verdicts {
-		g.Expect(v.Result).To(Equal(provenance.Passed))
+		g.Expect(v.Result).To(Equal(outcome.Success))
 	}
 	g.Expect(f.verifier.Verifications()).To(BeNumerically("==", 1))
 
@@ -335,11 +336,11 @@ func TestConcurrentRequestsForOneDigestShareOneVerification(t *testing.T) {
 func TestTheCacheHoldsOnlyPassesAndIsBounded(t *testing.T) {
 	g := NewWithT(t)
 	c := provenance.NewCache(2)
-	c.Put(provenance.CacheKey{Digest: "a"}, provenance.Verdict{Result: provenance.Failed})
-	c.Put(provenance.CacheKey{Digest: "b"}, provenance.Verdict{Result: provenance.Unknown})
+	c.Put(provenance.CacheKey{Digest: "a"}, provenance.Verdict{Outcome: outcome.Outcome{Result: outcome.Failure}})
+	c.Put(provenance.CacheKey{Digest: "b"}, provenance.Verdict{Outcome: outcome.Outcome{Result: outcome.Unknown}})
 	g.Expect(c.Len()).To(BeZero())
 	for _, d := range []string{"a", "b", "c"} {
-		c.Put(provenance.CacheKey{Digest: d}, provenance.Verdict{Result: provenance.Passed})
+		c.Put(provenance.CacheKey{Digest: d}, provenance.Verdict{Outcome: outcome.Outcome{Result: outcome.Success}})
 	}
 	g.Expect(c.Len()).To(Equal(2))
 	_, ok := c.Get(provenance.CacheKey{Digest: "a"})

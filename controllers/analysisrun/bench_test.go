@@ -122,8 +122,8 @@ func benchmarkRuns(b *testing.B, coalesce bool) {
 		}
 	}
 	b.ReportMetric(testutil.ToFloat64(measurements.WithLabelValues(provider, string(analysis.Unknown)))-unknown0, "unknown-measurements")
-	for _, cause := range []analysis.Cause{analysis.CauseTimeout, analysis.CauseHTTPError, analysis.CauseTransportError, analysis.CauseNoData} {
-		if n := testutil.ToFloat64(unknowns.WithLabelValues(provider, string(cause))); n > 0 {
+	for _, cause := range []string{analysis.CauseTimeout, analysis.CauseHTTPError, analysis.CauseTransportError, analysis.CauseNoData} {
+		if n := testutil.ToFloat64(unknowns.WithLabelValues(provider, cause)); n > 0 {
 			b.Logf("Unknown measurements so far caused by %s: %.0f", cause, n)
 		}
 	}

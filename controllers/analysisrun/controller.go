@@ -17,12 +17,8 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +27,9 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/secret"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // +kubebuilder:rbac:groups=vigil.dev,resources=analysisruns,verbs=get;list;watch
@@ -74,28 +73,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// Reconcile takes the measurements that are due and records them.
+// Reconcile takes the measurements that are due and records them, on the
+// shared skeleton: one status patch with an optimistic lock, and metrics
+// and Events only once it is stored.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	run := &vigilv1.AnalysisRun{}
-	if err := r.Get(ctx, req.NamespacedName, run); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
+	return skeleton.Loop[vigilv1.AnalysisRun, *vigilv1.AnalysisRun]{
+		Kind: "AnalysisRun", Reader: r.Client, Writer: r.Client, Recorder: r.Recorder,
+		Status: func(run *vigilv1.AnalysisRun) any { return &run.Status },
+	}.Run(ctx, req, r.reconcileRun)
+}
+
+func (r *Reconciler) reconcileRun(ctx context.Context, run *vigilv1.AnalysisRun, notes *skeleton.Notes) (ctrl.Result, error) {
 	if run.Status.Verdict.Finished() {
 		return ctrl.Result{}, nil
 	}
-	before := run.DeepCopy()
-	now := r.Clock.Now()
-	wake := r.step(ctx, run, now)
-	if !equality.Semantic.DeepEqual(before.Status, run.Status) {
-		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, run, patch); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, fmt.Errorf("patching AnalysisRun status: %w", err)
-		}
-		r.announce(run, before)
-	}
+	was := run.Status.Verdict
+	wake := r.step(ctx, run, r.Clock.Now(), notes)
+	announce(run, was, notes)
 	if run.Status.Verdict.Finished() || wake <= 0 {
 		return ctrl.Result{}, nil
 	}
@@ -104,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // step measures what is due at now and updates the status; it returns how
 // long until the next measurement is due.
-func (r *Reconciler) step(ctx context.Context, run *vigilv1.AnalysisRun, now time.Time) time.Duration {
+func (r *Reconciler) step(ctx context.Context, run *vigilv1.AnalysisRun, now time.Time, notes *skeleton.Notes) time.Duration {
 	st := &run.Status
 	if st.StartedAt == nil {
 		st.StartedAt = &metav1.Time{Time: now}
@@ -142,7 +136,8 @@ func (r *Reconciler) step(ctx context.Context, run *vigilv1.AnalysisRun, now tim
 	wg.Wait()
 	for i, d := range dues {
 		record(d.metric, d.result, taken[i])
-		observe(taken[i])
+		m := taken[i]
+		notes.Metric(func() { observe(m) })
 		if d.result.Verdict.Finished() {
 			continue
 		}
@@ -332,21 +327,11 @@ func (r *Reconciler) client(ctx context.Context, ns string, p *vigilv1.Prometheu
 	return c, nil
 }
 
-// secretKey reads one key of a Secret. Errors name the Secret and key,
-// never the content.
+// secretKey reads one key of a Secret, trimmed. Errors name the Secret
+// and key, never the content.
 func (r *Reconciler) secretKey(ctx context.Context, ns, name, key string) (string, error) {
-	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("secret %s does not exist", name)
-		}
-		return "", fmt.Errorf("reading secret %s: %w", name, err)
-	}
-	v, ok := s.Data[key]
-	if !ok {
-		return "", fmt.Errorf("secret %s has no key %q", name, key)
-	}
-	return strings.TrimSpace(string(v)), nil
+	b, err := secret.Key(ctx, r.APIReader, ns, name, key)
+	return strings.TrimSpace(string(b)), err
 }
 
 // record adds a measurement to a metric's result and updates its verdict.
@@ -362,7 +347,7 @@ func record(m *vigilv1.Metric, res *vigilv1.MetricResult, x analysis.Measurement
 		Outcome:    vigilv1.MeasurementOutcome(x.Outcome),
 		Value:      x.Value,
 		Reason:     reason,
-		Query:      clip(x.Query, 16000),
+		Query:      outcome.Shorten(x.Query, 16000),
 		StartedAt:  metav1.Time{Time: x.Started},
 		FinishedAt: &metav1.Time{Time: x.Finished},
 	})
@@ -371,13 +356,6 @@ func record(m *vigilv1.Metric, res *vigilv1.MetricResult, x analysis.Measurement
 	}
 	v, msg := t.Verdict(limits(m))
 	res.Verdict, res.Message = vigilv1.AnalysisVerdict(v), msg
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 func tally(res *vigilv1.MetricResult) analysis.Tally {
@@ -425,8 +403,8 @@ func verdict(run *vigilv1.AnalysisRun) {
 		deciding = append(deciding, analysis.Verdict(res.Verdict))
 	}
 	v := analysis.Combine(deciding)
-	if v == analysis.Passed && dryRunning {
-		v = analysis.Running
+	if v == analysis.VerdictSuccessful && dryRunning {
+		v = analysis.VerdictRunning
 	}
 	for i := range st.MetricResults {
 		res := &st.MetricResults[i]
@@ -436,38 +414,38 @@ func verdict(run *vigilv1.AnalysisRun) {
 	}
 	st.Verdict = vigilv1.AnalysisVerdict(v)
 	switch {
-	case v == analysis.Running:
+	case v == analysis.VerdictRunning:
 		st.Message = "Measuring"
-	case v == analysis.Passed:
+	case v == analysis.VerdictSuccessful:
 		st.Message = "Every metric passed"
 	case worst != nil:
-		st.Message = clip(fmt.Sprintf("metric %s: %s", worst.Name, worst.Message), 1024)
+		st.Message = outcome.Shorten(fmt.Sprintf("metric %s: %s", worst.Name, worst.Message), 1024)
 	}
-	if run.Spec.Terminate && v != analysis.Running {
-		st.Message = clip("Terminated; "+st.Message, 1024)
+	if run.Spec.Terminate && v != analysis.VerdictRunning {
+		st.Message = outcome.Shorten("Terminated; "+st.Message, 1024)
 	}
 	ready := metav1.ConditionFalse
-	if v == analysis.Passed {
+	if v == analysis.VerdictSuccessful {
 		ready = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&st.Conditions.Conditions, metav1.Condition{Type: vigilv1.ConditionReady, Status: ready, Reason: string(v), Message: st.Message, ObservedGeneration: run.Generation})
-	if v == analysis.Running {
+	if v == analysis.VerdictRunning {
 		meta.SetStatusCondition(&st.Conditions.Conditions, metav1.Condition{Type: vigilv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: string(v), Message: st.Message, ObservedGeneration: run.Generation})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions.Conditions, vigilv1.ConditionReconciling)
 	}
 }
 
-// announce records the Event and metric of a verdict once it is stored.
-func (r *Reconciler) announce(run, before *vigilv1.AnalysisRun) {
+// announce notes the Event and metric of a new verdict.
+func announce(run *vigilv1.AnalysisRun, was vigilv1.AnalysisVerdict, notes *skeleton.Notes) {
 	v := run.Status.Verdict
-	if !v.Finished() || before.Status.Verdict == v {
+	if !v.Finished() || was == v {
 		return
 	}
-	verdicts.WithLabelValues(string(v)).Inc()
-	typ, reason := corev1.EventTypeWarning, vigilv1.ReasonAnalysisFailed
+	notes.Metric(verdicts.WithLabelValues(string(v)).Inc)
+	reason := vigilv1.ReasonAnalysisFailed
 	if v == vigilv1.AnalysisSuccessful {
-		typ, reason = corev1.EventTypeNormal, vigilv1.ReasonAnalysisPassed
+		reason = vigilv1.ReasonAnalysisPassed
 	}
-	r.Recorder.Eventf(run, nil, typ, reason, "Analyze", "Verdict %s: %s", v, run.Status.Message)
+	notes.Event(run, nil, v != vigilv1.AnalysisSuccessful, reason, "Analyze", "Verdict %s: %s", v, run.Status.Message)
 }

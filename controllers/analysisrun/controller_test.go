@@ -207,7 +207,7 @@ func TestMissingCredentialsAreUnknownAndNeverLeak(t *testing.T) {
 	run := finished(t, newRun(t, ns, "healthy", m), 20*time.Second)
 	g.Expect(run.Status.Verdict).To(Equal(vigilv1.AnalysisUnknown))
 	reason := run.Status.MetricResults[0].Measurements[0].Reason
-	g.Expect(reason).To(ContainSubstring(`secret prom-token has no key "token"`))
+	g.Expect(reason).To(ContainSubstring(`Secret prom-token has no key "token"`))
 	g.Expect(reason).NotTo(ContainSubstring("hunter2"))
 }
 

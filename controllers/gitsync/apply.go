@@ -8,26 +8,42 @@ import (
 
 	"github.com/argoproj/argo-cd/gitops-engine/pkg/sync/common"
 	"github.com/argoproj/argo-cd/gitops-engine/pkg/utils/kube"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // waveWait is how soon to look again while a sync waits for a wave to
 // become healthy.
 const waveWait = time.Second
 
-// sync makes the cluster match target: it applies a commit not yet
+// syncResult is how the sync step of a reconcile ended.
+type syncResult int
+
+const (
+	// syncNotRun: no sync step ran, or it could not read the cluster.
+	syncNotRun syncResult = iota
+	// syncInSync: the cluster already matched the target.
+	syncInSync
+	// syncUnderway: a sync's waves are still being applied.
+	syncUnderway
+	// syncSucceeded: the target was applied (or re-applied).
+	syncSucceeded
+	// syncFailed: gitops-engine could not apply the target.
+	syncFailed
+)
+
+// sync makes the cluster match s.target: it applies a commit not yet
 // applied, continues a sync whose waves are under way, and otherwise looks
-// for drift, reverting it with selfHeal and reporting it without. fresh is
-// false when target is the last applied commit standing in for a refused
-// newer one. It returns how soon to look again (0: at the interval).
-func (r *Reconciler) sync(ctx context.Context, gs *vigilv1.GitSync, st *state, target *rendered, fresh bool) (time.Duration, error) {
-	start := time.Now()
+// for drift, reverting it with selfHeal and reporting it without. It
+// returns how soon to look again (0: at the interval).
+func (r *Reconciler) sync(ctx context.Context, s *scope) (time.Duration, error) {
+	gs, st, target := s.gs, s.st, s.target
+	start := r.Clock.Now()
 	inventory := make([]gitops.Key, 0, len(gs.Status.Resources))
 	for _, res := range gs.Status.Resources {
 		inventory = append(inventory, kube.NewResourceKey(res.Group, res.Kind, res.Namespace, res.Name))
@@ -38,64 +54,51 @@ func (r *Reconciler) sync(ctx context.Context, gs *vigilv1.GitSync, st *state, t
 	}
 	applied := gs.Status.LastAppliedRevision == target.rev
 	underway := st.op != nil && !st.op.Done() && st.op.Revision == target.rev
-	var drift []gitops.Drift
-	extra := extraneous(target.objs, live)
+	s.extra = extraneous(target.objs, live)
 	if applied && !underway {
-		if drift, err = r.Engine.Drifted(ctx, target.objs, live); err != nil {
+		if s.drift, err = r.Engine.Drifted(ctx, target.objs, live); err != nil {
 			return 0, err
 		}
 	}
-	setDrift(gs, drift, extra)
-	heal := gs.Spec.SelfHeal && len(drift) > 0
-	prune := gs.Spec.Prune && len(extra) > 0
+	s.checked = true
+	heal := gs.Spec.SelfHeal && len(s.drift) > 0
+	prune := gs.Spec.Prune && len(s.extra) > 0
 	if applied && !underway && !heal && !prune {
 		gs.Status.Resources = resources(target.objs, live, st.op)
-		if fresh {
-			setCondition(gs, vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced, "applied commit "+short(target.rev))
-		}
+		s.synced = syncInSync
 		return 0, nil
 	}
 	op, err := r.Engine.Sync(ctx, target.rev, gs.Namespace, target.objs, live, gs.Spec.Prune, st.op)
-	syncLatency.Observe(time.Since(start).Seconds())
+	took := r.Clock.Since(start).Seconds()
+	s.notes.Metric(func() { syncLatency.Observe(took) })
 	if err != nil {
-		syncs.WithLabelValues(outcomeUnknown).Inc()
+		s.notes.Metric(syncs.WithLabelValues(string(outcome.Unknown)).Inc)
 		return 0, err
 	}
 	st.op = op
 	gs.Status.Resources = resources(target.objs, live, op)
-	return r.record(ctx, gs, st, target, op, fresh, heal, drift), nil
+	return r.record(ctx, s, op, heal), nil
 }
 
-// record puts the state of a sync step into status.
-// Ready is only set True when target is the commit the ref names now
-// (fresh), not the last good one standing in for a refused commit.
-func (r *Reconciler) record(ctx context.Context, gs *vigilv1.GitSync, st *state, target *rendered, op *gitops.Operation, fresh, healed bool, drift []gitops.Drift) time.Duration {
-	now := metav1.Now()
+// record puts the state of a sync step into status and the scope.
+func (r *Reconciler) record(ctx context.Context, s *scope, op *gitops.Operation, healed bool) time.Duration {
+	gs, target := s.gs, s.target
 	switch {
 	case !op.Done():
-		syncs.WithLabelValues(outcomeUnknown).Inc()
-		setCondition(gs, vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing, "syncing commit "+short(target.rev)+": "+op.Message)
-		setCondition(gs, vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncing, "syncing commit "+short(target.rev)+": "+op.Message)
+		s.synced = syncUnderway
+		s.syncMessage = op.Message
+		s.notes.Metric(syncs.WithLabelValues(string(outcome.Unknown)).Inc)
 		return waveWait
 	case op.Phase == common.OperationSucceeded:
-		syncs.WithLabelValues(outcomeSuccess).Inc()
-		gs.Status.LastAppliedRevision, gs.Status.LastAppliedSigner, gs.Status.LastSyncTime = target.rev, target.signer, &now
-		st.applied = target
-		removeReconciling(gs)
-		if healed {
-			drifts.WithLabelValues("Reverted").Inc()
-			r.Recorder.Eventf(gs, nil, "Normal", vigilv1.ReasonDriftReverted, "Revert", "Re-applied %d object(s) that had drifted from commit %s: %s", len(drift), short(target.rev), driftList(drift, nil))
-			setDriftCondition(gs, metav1.ConditionFalse, vigilv1.ReasonDriftReverted, "drift reverted at "+now.UTC().Format(time.RFC3339)+": "+driftList(drift, nil))
-		}
-		if fresh {
-			setCondition(gs, vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced, "applied commit "+short(target.rev))
-		}
+		s.synced, s.healed = syncSucceeded, healed
+		s.notes.Metric(syncs.WithLabelValues(string(outcome.Success)).Inc)
+		gs.Status.LastAppliedRevision, gs.Status.LastAppliedSigner = target.rev, target.signer
+		gs.Status.LastSyncTime = &metav1.Time{Time: s.now}
+		s.st.applied = target
 		return 0
 	default:
-		syncs.WithLabelValues(outcomeFailure).Inc()
-		removeReconciling(gs)
-		msg := "commit " + short(target.rev) + " failed to sync: " + failures(op)
-		setCondition(gs, vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncFailed, msg)
+		s.synced, s.syncMessage = syncFailed, failures(op)
+		s.notes.Metric(syncs.WithLabelValues(string(outcome.Failure)).Inc)
 		ctrl.LoggerFrom(ctx).Info("Sync failed", "revision", target.rev, "message", op.Message)
 		return 0
 	}
@@ -138,7 +141,7 @@ func resources(targets []*unstructured.Unstructured, live map[gitops.Key]*unstru
 		if res, ok := results[k]; ok {
 			switch res.Status {
 			case common.ResultCodeSyncFailed:
-				rs.Sync, rs.Message = "Failed", clip(res.Message, 512)
+				rs.Sync, rs.Message = "Failed", outcome.Shorten(res.Message, 512)
 			case common.ResultCodePruned:
 				return // gone; if its deletion waits on finalizers, the next look lists it again
 			}
@@ -175,28 +178,6 @@ func failures(op *gitops.Operation) string {
 	return strings.Join(parts, "; ")
 }
 
-// setDrift sets the Drifted condition: True, listing the objects, when
-// objects differ from Git and selfHeal is off (or objects Git dropped are
-// kept because prune is off); False otherwise.
-func setDrift(gs *vigilv1.GitSync, drift []gitops.Drift, extra []gitops.Key) {
-	keep := extra
-	if gs.Spec.Prune {
-		keep = nil
-	}
-	if (len(drift) == 0 || gs.Spec.SelfHeal) && len(keep) == 0 {
-		c := findCondition(gs, vigilv1.ConditionDrifted)
-		if c == nil || c.Reason != vigilv1.ReasonDriftReverted || len(drift) > 0 {
-			setDriftCondition(gs, metav1.ConditionFalse, vigilv1.ReasonNoDrift, "every object matches Git")
-		}
-		return
-	}
-	var heal []gitops.Drift
-	if !gs.Spec.SelfHeal {
-		heal = drift
-	}
-	setDriftCondition(gs, metav1.ConditionTrue, vigilv1.ReasonDriftDetected, driftList(heal, keep))
-}
-
 func driftList(drift []gitops.Drift, extra []gitops.Key) string {
 	var parts []string
 	for _, d := range drift {
@@ -215,41 +196,9 @@ func driftList(drift []gitops.Drift, extra []gitops.Key) string {
 	return strings.Join(parts, ", ")
 }
 
-func setDriftCondition(gs *vigilv1.GitSync, s metav1.ConditionStatus, reason, msg string) {
-	setCondition(gs, vigilv1.ConditionDrifted, s, reason, msg)
-}
-
-func findCondition(gs *vigilv1.GitSync, t string) *metav1.Condition {
-	return meta.FindStatusCondition(gs.Status.Conditions.Conditions, t)
-}
-
-func removeReconciling(gs *vigilv1.GitSync) {
-	meta.RemoveStatusCondition(&gs.Status.Conditions.Conditions, vigilv1.ConditionReconciling)
-}
-
 func short(rev string) string {
 	if len(rev) > 12 {
 		return rev[:12]
 	}
 	return rev
-}
-
-// announce records Events for what changed between two statuses.
-func (r *Reconciler) announce(gs, before *vigilv1.GitSync) {
-	if rev := gs.Status.LastAttemptedRevision; rev != "" && rev != before.Status.LastAttemptedRevision {
-		r.Recorder.Eventf(gs, nil, "Normal", vigilv1.ReasonNewRevision, "Fetch", "Fetched commit %s of %s", short(rev), gs.Spec.URL)
-	}
-	if rev := gs.Status.LastAppliedRevision; rev != "" && rev != before.Status.LastAppliedRevision {
-		r.Recorder.Eventf(gs, nil, "Normal", vigilv1.ReasonApplied, "Sync", "Applied commit %s (%d objects)", short(rev), len(gs.Status.Resources))
-	}
-	now, was := findCondition(gs, vigilv1.ConditionReady), findCondition(before, vigilv1.ConditionReady)
-	if now != nil && now.Status == metav1.ConditionFalse && now.Reason != vigilv1.ReasonSyncing && now.Reason != vigilv1.ReasonSuspended &&
-		(was == nil || was.Reason != now.Reason || was.Message != now.Message) {
-		r.Recorder.Eventf(gs, nil, "Warning", now.Reason, "Sync", "%s", now.Message)
-	}
-	d, wasD := findCondition(gs, vigilv1.ConditionDrifted), findCondition(before, vigilv1.ConditionDrifted)
-	if d != nil && d.Status == metav1.ConditionTrue && (wasD == nil || wasD.Status != metav1.ConditionTrue || wasD.Message != d.Message) {
-		drifts.WithLabelValues("Reported").Inc()
-		r.Recorder.Eventf(gs, nil, "Warning", vigilv1.ReasonDriftDetected, "Compare", "Objects differ from Git: %s", d.Message)
-	}
 }

@@ -17,14 +17,11 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,7 +32,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/secret"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // The GitSync controller applies these kinds, in the GitSync's own
@@ -58,6 +58,7 @@ type Reconciler struct {
 	// APIReader reads credential and key Secrets one at a time, uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 	Engine    *gitops.Engine
 	Limits    gitops.Limits
 	// WorkDir holds fetches while they are read; each is removed after.
@@ -80,6 +81,8 @@ type state struct {
 	err     error // why current's commit was refused, if it was
 	applied *rendered
 	op      *gitops.Operation
+	// unknowns counts the fetches in a row whose outcome was Unknown.
+	unknowns int
 }
 
 // rendered is one commit turned into objects.
@@ -87,6 +90,33 @@ type rendered struct {
 	rev    string
 	signer string
 	objs   []*unstructured.Unstructured
+}
+
+// scope is what one reconcile of a GitSync learns; conditions and Events
+// are computed from it once the phases are done.
+type scope struct {
+	gs    *vigilv1.GitSync
+	st    *state
+	now   time.Time
+	notes *skeleton.Notes
+	// suspended: spec.suspend is set, and nothing was fetched or applied.
+	suspended bool
+	// fetched is the outcome of resolving, fetching, verifying and
+	// rendering the commit the ref names now.
+	fetched outcome.Outcome
+	// target is what the sync step made the cluster match: the fetched
+	// commit (fresh), or the last applied one standing in for a refused
+	// newer one; nil when nothing was synced.
+	target *rendered
+	fresh  bool
+	// synced is how the sync step ended; drift and extra are what it
+	// found, and healed says it re-applied drifted objects.
+	synced      syncResult
+	syncMessage string
+	drift       []gitops.Drift
+	extra       []gitops.Key
+	checked     bool // drift and extra were looked for
+	healed      bool
 }
 
 // SetupWithManager registers the controller.
@@ -100,6 +130,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Pushes == nil {
 		r.Pushes = make(chan event.GenericEvent, 256)
 	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vigilv1.GitSync{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.Pushes, &handler.EnqueueRequestForObject{})).
@@ -107,57 +140,57 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// Reconcile fetches, verifies, renders and syncs one GitSync.
+// Reconcile fetches, verifies, renders and syncs one GitSync, on the shared
+// skeleton: one status patch with an optimistic lock, Events and metrics
+// only once it is stored.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	gs := &vigilv1.GitSync{}
-	if err := r.Get(ctx, req.NamespacedName, gs); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	before := gs.DeepCopy()
-	result, err := r.reconcile(ctx, gs)
+	return skeleton.Loop[vigilv1.GitSync, *vigilv1.GitSync]{
+		Kind: "GitSync", Reader: r.Client, Writer: r.Client, Recorder: r.Recorder,
+		Status: func(gs *vigilv1.GitSync) any { return &gs.Status },
+		Gone:   r.forget,
+	}.Run(ctx, req, r.reconcileSync)
+}
+
+func (r *Reconciler) reconcileSync(ctx context.Context, gs *vigilv1.GitSync, notes *skeleton.Notes) (ctrl.Result, error) {
+	before := gs.Status.DeepCopy()
+	s := &scope{gs: gs, now: r.Clock.Now(), notes: notes}
+	result, err := r.phases(ctx, s)
 	gs.Status.ObservedGeneration = gs.Generation
-	if !equality.Semantic.DeepEqual(before.Status, gs.Status) {
-		if perr := r.Status().Patch(ctx, gs, client.MergeFrom(before)); perr != nil && !apierrors.IsNotFound(perr) {
-			return ctrl.Result{}, fmt.Errorf("patching GitSync status: %w", perr)
-		}
-		r.announce(gs, before)
-	}
+	setConditions(gs, s.report(), s.now)
+	announce(s, before)
 	return result, err
 }
 
-func (r *Reconciler) reconcile(ctx context.Context, gs *vigilv1.GitSync) (ctrl.Result, error) {
+// phases fetches the ref's commit and syncs it (or, when it was refused,
+// the last applied one); it returns when to look again.
+func (r *Reconciler) phases(ctx context.Context, s *scope) (ctrl.Result, error) {
+	gs := s.gs
 	if gs.Spec.Suspend {
-		setCondition(gs, vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSuspended, "spec.suspend is set; nothing is fetched or applied")
-		meta.RemoveStatusCondition(&gs.Status.Conditions.Conditions, vigilv1.ConditionReconciling)
+		s.suspended = true
 		return ctrl.Result{}, nil
 	}
 	interval := durationOr(&gs.Spec.Interval, 5*time.Minute)
-	st := r.state(gs)
-	target, err := r.fetch(ctx, gs, st)
-	reason, unknown := gitops.ReasonOf(err)
-	if err != nil {
-		status := metav1.ConditionFalse
-		if unknown {
-			status = metav1.ConditionUnknown
-		} else {
-			setCondition(gs, vigilv1.ConditionStalled, metav1.ConditionTrue, string(reason), err.Error())
-		}
-		setCondition(gs, vigilv1.ConditionReady, status, string(reason), err.Error())
-		if target = st.applied; target == nil {
-			return ctrl.Result{RequeueAfter: retryAfter(unknown, interval)}, nil
-		}
+	s.st = r.state(gs)
+	target, err := r.fetch(ctx, s)
+	s.fetched = gitops.Outcome(err)
+	if s.fetched.Result == outcome.Unknown {
+		s.st.unknowns++
 	} else {
-		meta.RemoveStatusCondition(&gs.Status.Conditions.Conditions, vigilv1.ConditionStalled)
-	}
-	wait, serr := r.sync(ctx, gs, st, target, err == nil)
-	if serr != nil {
-		return ctrl.Result{}, serr
+		s.st.unknowns = 0
 	}
 	if err != nil {
-		wait = retryAfter(unknown, interval)
+		target = s.st.applied
+	}
+	if target == nil {
+		return ctrl.Result{RequeueAfter: retryAfter(s, interval)}, nil
+	}
+	s.target, s.fresh = target, err == nil
+	wait, err := r.sync(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if s.fetched.Result != outcome.Success {
+		wait = retryAfter(s, interval)
 	}
 	if wait == 0 || wait > interval {
 		wait = interval
@@ -165,33 +198,44 @@ func (r *Reconciler) reconcile(ctx context.Context, gs *vigilv1.GitSync) (ctrl.R
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
-// retryAfter is when to look again after a fetch went wrong: soon when the
-// outcome was Unknown, at the next interval when the commit was refused.
-func retryAfter(unknown bool, interval time.Duration) time.Duration {
-	if unknown {
-		return min(interval, 10*time.Second)
+// retryAfter is when to look again after a fetch went wrong: at the next
+// interval when the commit was refused (a Failure), and on the Unknown
+// backoff when the server did not answer: 10s (or the interval, if
+// shorter), doubling up to the interval.
+func retryAfter(s *scope, interval time.Duration) time.Duration {
+	if s.fetched.Result != outcome.Unknown {
+		return interval
 	}
-	return interval
+	return outcome.Backoff{Initial: min(interval, 10*time.Second), Max: interval, Budget: -1}.Delay(s.st.unknowns)
+}
+
+// job is one fetch: where from, with which keys, into which directory.
+type job struct {
+	src     gitops.Source
+	trusted trust
+	rev     string
+	dir     string
 }
 
 // fetch returns the objects of the commit the ref names now, fetching and
 // checking it only when it is new (or the spec or trusted keys changed).
-func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) (*rendered, error) {
-	start := time.Now()
+func (r *Reconciler) fetch(ctx context.Context, s *scope) (*rendered, error) {
+	gs, st := s.gs, s.st
+	start := r.Clock.Now()
 	tctx, cancel := context.WithTimeout(ctx, durationOr(gs.Spec.Timeout, time.Minute))
 	defer cancel()
 	src, trusted, err := r.source(tctx, gs)
 	if err != nil {
-		return nil, r.observeFetch(start, err)
+		return nil, r.observeFetch(s, start, err)
 	}
 	rev, err := gitops.Resolve(tctx, src)
-	gs.Status.LastFetchTime = &metav1.Time{Time: time.Now()}
+	gs.Status.LastFetchTime = &metav1.Time{Time: r.Clock.Now()}
 	if err != nil {
-		return nil, r.observeFetch(start, err)
+		return nil, r.observeFetch(s, start, err)
 	}
 	key := fmt.Sprintf("%d/%s/%s", gs.Generation, trusted.digest, gs.Annotations[AcceptRewriteAnnotation])
 	if st.key == key && st.current != nil && st.current.rev == rev {
-		fetches.WithLabelValues(outcomeUnchanged, "").Inc()
+		s.notes.Metric(fetches.WithLabelValues(outcomeUnchanged, "").Inc)
 		return st.current, st.err
 	}
 	dir, err := os.MkdirTemp(r.WorkDir, "gitsync-")
@@ -199,20 +243,21 @@ func (r *Reconciler) fetch(ctx context.Context, gs *vigilv1.GitSync, st *state) 
 		return nil, fmt.Errorf("staging the fetch: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	j := &job{src: src, trusted: trusted, rev: rev, dir: dir}
 	var got *rendered
-	snap, err := r.fastForward(tctx, gs, src, rev, dir)
+	snap, err := r.fastForward(tctx, gs, j)
 	if err == nil {
-		got, err = r.render(tctx, gs, src, trusted.keys, dir, snap)
+		got, err = r.render(tctx, gs, j, snap)
 	}
-	if _, unknown := gitops.ReasonOf(err); err != nil && unknown {
-		return nil, r.observeFetch(start, err) // says nothing of the commit: not remembered
+	if outcome.IsUnknown(err) {
+		return nil, r.observeFetch(s, start, err) // says nothing of the commit: not remembered
 	}
 	if got == nil {
 		got = &rendered{rev: rev} // refused before its commit was read
 	}
 	st.key, st.current, st.err = key, got, err
 	gs.Status.LastAttemptedRevision = got.rev
-	return got, r.observeFetch(start, err)
+	return got, r.observeFetch(s, start, err)
 }
 
 // AcceptRewriteAnnotation on a GitSync names a commit to apply even though
@@ -225,15 +270,15 @@ const AcceptRewriteAnnotation = "vigil.dev/accept-history-rewrite"
 // commit by naming it in AcceptRewriteAnnotation. When it fetched the
 // history, it returns the new commit from it, so that it is not fetched
 // again.
-func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, rev, dir string) (*gitops.Snapshot, error) {
-	last := gs.Status.LastAppliedRevision
-	if src.Ref.Branch == "" || last == "" || last == rev || gs.Annotations[AcceptRewriteAnnotation] == rev {
+func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, j *job) (*gitops.Snapshot, error) {
+	last, rev := gs.Status.LastAppliedRevision, j.rev
+	if j.src.Ref.Branch == "" || last == "" || last == rev || gs.Annotations[AcceptRewriteAnnotation] == rev {
 		return nil, nil
 	}
-	ref := "refs/heads/" + src.Ref.Branch
-	h, err := gitops.FetchHistory(ctx, src.URL, src.Auth, []string{ref}, dir, r.Limits)
-	if reason, _ := gitops.ReasonOf(err); err != nil && reason == gitops.ReasonLimitExceeded {
-		return nil, gitops.Fail(reason, "checking that %s only moved forward from %s needs its history, which is larger than the limits: %v; "+
+	ref := "refs/heads/" + j.src.Ref.Branch
+	h, err := gitops.FetchHistory(ctx, j.src.URL, j.src.Auth, []string{ref}, j.dir, r.Limits)
+	if o := gitops.Outcome(err); err != nil && o.Reason == gitops.ReasonLimitExceeded {
+		return nil, outcome.Failf(o.Reason, "checking that %s only moved forward from %s needs its history, which is larger than the limits: %v; "+
 			"to apply %s without the check, annotate this GitSync with %s=%s", ref, last, err, rev, AcceptRewriteAnnotation, rev)
 	}
 	if err != nil {
@@ -242,12 +287,12 @@ func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src g
 	ok, err := h.IsAncestor(last, rev)
 	if err != nil {
 		// The branch moved again since it was resolved: look again soon.
-		return nil, &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: err}
+		return nil, &outcome.Error{Result: outcome.Unknown, Reason: gitops.ReasonUnreachable, Err: err}
 	}
 	if ok {
 		return h.Snapshot(rev)
 	}
-	return nil, gitops.Fail(gitops.ReasonHistoryRewritten,
+	return nil, outcome.Failf(gitops.ReasonHistoryRewritten,
 		"%s moved from %s to %s, which does not contain it: the branch's history was rewritten (force-push). %s stays applied; "+
 			"to apply %s anyway, annotate this GitSync with %s=%s", ref, last, rev, last, rev, AcceptRewriteAnnotation, rev)
 }
@@ -255,16 +300,16 @@ func (r *Reconciler) fastForward(ctx context.Context, gs *vigilv1.GitSync, src g
 // render fetches (unless snap already holds it), verifies and renders one
 // commit; on a refused commit it still returns the commit (without objects)
 // so status can name it.
-func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops.Source, keys map[string][]byte, dir string, snap *gitops.Snapshot) (*rendered, error) {
+func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, j *job, snap *gitops.Snapshot) (*rendered, error) {
 	var err error
 	if snap == nil {
-		if snap, err = gitops.Fetch(ctx, src, dir, r.Limits); err != nil {
+		if snap, err = gitops.Fetch(ctx, j.src, j.dir, r.Limits); err != nil {
 			return nil, err
 		}
 	}
 	out := &rendered{rev: snap.Commit}
 	if v := gs.Spec.Verify; v != nil {
-		if out.signer, err = snap.Verify(string(v.Mode), keys); err != nil {
+		if out.signer, err = snap.Verify(string(v.Mode), j.trusted.keys); err != nil {
 			return out, err
 		}
 	}
@@ -283,19 +328,14 @@ func (r *Reconciler) render(ctx context.Context, gs *vigilv1.GitSync, src gitops
 	return out, nil
 }
 
-func (r *Reconciler) observeFetch(start time.Time, err error) error {
-	outcome, reason := outcomeSuccess, ""
-	if err != nil {
-		var unknown bool
-		var rs gitops.Reason
-		rs, unknown = gitops.ReasonOf(err)
-		outcome, reason = outcomeFailure, string(rs)
-		if unknown {
-			outcome = outcomeUnknown
-		}
-	}
-	fetches.WithLabelValues(outcome, reason).Inc()
-	fetchLatency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+// observeFetch notes the fetch's outcome and latency metrics.
+func (r *Reconciler) observeFetch(s *scope, start time.Time, err error) error {
+	o := gitops.Outcome(err)
+	took := r.Clock.Since(start).Seconds()
+	s.notes.Metric(func() {
+		fetches.WithLabelValues(string(o.Result), o.Reason).Inc()
+		fetchLatency.WithLabelValues(string(o.Result)).Observe(took)
+	})
 	return err
 }
 
@@ -307,11 +347,11 @@ type trust struct {
 }
 
 // source builds the fetch source with its credentials, and reads the
-// verification keys.
+// verification keys. A Secret that is missing or unusable is a Failure.
 func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.Source, trust, error) {
 	src := gitops.Source{URL: gs.Spec.URL, Ref: gitops.Ref{Branch: gs.Spec.Ref.Branch, Tag: gs.Spec.Ref.Tag, Commit: gs.Spec.Ref.Commit}}
 	if ref := gs.Spec.SecretRef; ref != nil {
-		data, err := r.secretData(ctx, gs.Namespace, ref.Name)
+		data, err := secret.Data(ctx, r.APIReader, gs.Namespace, ref.Name)
 		if err != nil {
 			return src, trust{}, err
 		}
@@ -321,7 +361,7 @@ func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.So
 	}
 	var t trust
 	if v := gs.Spec.Verify; v != nil {
-		keys, err := r.secretData(ctx, gs.Namespace, v.SecretRef.Name)
+		keys, err := secret.Data(ctx, r.APIReader, gs.Namespace, v.SecretRef.Name)
 		if err != nil {
 			return src, trust{}, err
 		}
@@ -337,23 +377,6 @@ func (r *Reconciler) source(ctx context.Context, gs *vigilv1.GitSync) (gitops.So
 		t = trust{keys: keys, digest: string(v.Mode) + ":" + hex.EncodeToString(h.Sum(nil))}
 	}
 	return src, t, nil
-}
-
-// secretData reads a Secret of the GitSync's namespace. A missing Secret
-// is the user's to fix, not a transient error; errors never hold values.
-func (r *Reconciler) secretData(ctx context.Context, ns, name string) (map[string][]byte, error) {
-	return readSecret(ctx, r.APIReader, ns, name)
-}
-
-func readSecret(ctx context.Context, api client.Reader, ns, name string) (map[string][]byte, error) {
-	s := &corev1.Secret{}
-	if err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &gitops.Error{Reason: gitops.ReasonAuthFailed, Err: fmt.Errorf("secret %s does not exist", name)}
-		}
-		return nil, &gitops.Error{Reason: gitops.ReasonUnreachable, Unknown: true, Err: fmt.Errorf("reading secret %s: %w", name, err)}
-	}
-	return s.Data, nil
 }
 
 func (r *Reconciler) state(gs *vigilv1.GitSync) *state {
@@ -387,17 +410,4 @@ func durationOr(d *vigilv1.Duration, def time.Duration) time.Duration {
 		}
 	}
 	return def
-}
-
-func setCondition(gs *vigilv1.GitSync, t string, s metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&gs.Status.Conditions.Conditions, metav1.Condition{
-		Type: t, Status: s, Reason: reason, Message: clip(msg, 2048), ObservedGeneration: gs.Generation,
-	})
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

@@ -181,7 +181,7 @@ func TestVerifyKeepsTheLastGoodCommitWhenHeadIsUnsignedOrSignedByAnotherKey(t *t
 	for i, tc := range []struct {
 		name   string
 		commit func() string
-		reason gitops.Reason
+		reason string
 		says   string
 	}{
 		{"unsigned", func() string { return repo.Commit("unsigned") }, gitops.ReasonUnsigned, "is not signed"},
@@ -193,7 +193,7 @@ func TestVerifyKeepsTheLastGoodCommitWhenHeadIsUnsignedOrSignedByAnotherKey(t *t
 		eventually(g, func(g Gomega) {
 			got := get(g, gs)
 			ready := condition(got, vigilv1.ConditionReady)
-			g.Expect(ready.Reason).To(Equal(string(tc.reason)), tc.name)
+			g.Expect(ready.Reason).To(Equal(tc.reason), tc.name)
 			g.Expect(ready.Message).To(ContainSubstring("commit " + bad[:12] + " " + tc.says))
 			g.Expect(condition(got, vigilv1.ConditionStalled).Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(got.Status.LastAttemptedRevision).To(Equal(bad))
@@ -310,7 +310,7 @@ func TestObjectsOutsideTheNamespaceAreRefused(t *testing.T) {
 	gs := newGitSync(t, ns, "scope", repo.Daemon(), nil)
 	eventually(g, func(g Gomega) {
 		ready := condition(get(g, gs), vigilv1.ConditionReady)
-		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonRenderFailed)))
+		g.Expect(ready.Reason).To(Equal(gitops.ReasonRenderFailed))
 		g.Expect(ready.Message).To(Equal("Namespace elsewhere is cluster-scoped; a GitSync applies only objects of its own namespace"))
 	}).Should(Succeed())
 	g.Expect(strings.Contains(ns, "gitsync-test")).To(BeTrue())
@@ -338,7 +338,7 @@ func TestARewrittenBranchIsRefusedUntilItsNewCommitIsAccepted(t *testing.T) {
 		got := get(g, gs)
 		ready := condition(got, vigilv1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonHistoryRewritten)))
+		g.Expect(ready.Reason).To(Equal(gitops.ReasonHistoryRewritten))
 		g.Expect(ready.Message).To(And(ContainSubstring("moved from "+second+" to "+rewritten), ContainSubstring(AcceptRewriteAnnotation+"="+rewritten)))
 		g.Expect(condition(got, vigilv1.ConditionStalled).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(got.Status.LastAttemptedRevision).To(Equal(rewritten))
@@ -378,7 +378,7 @@ func TestAHistoryTooLargeToCheckIsRefusedWithWhatToDo(t *testing.T) {
 	}
 	eventually(g, func(g Gomega) {
 		ready := condition(get(g, gs), vigilv1.ConditionReady)
-		g.Expect(ready.Reason).To(Equal(string(gitops.ReasonLimitExceeded)))
+		g.Expect(ready.Reason).To(Equal(gitops.ReasonLimitExceeded))
 		g.Expect(ready.Message).To(And(ContainSubstring("only moved forward from "+first+" needs its history"),
 			ContainSubstring(AcceptRewriteAnnotation+"="+head)))
 	}).Should(Succeed())

@@ -71,7 +71,7 @@ func TestHostileRepositoriesAreRefusedWithBoundedMemory(t *testing.T) {
 	type hostile struct {
 		name   string
 		make   func(*gittest.Repo) string
-		reason gitops.Reason
+		reason string
 		says   string
 	}
 	cases := []hostile{
@@ -102,7 +102,7 @@ func TestHostileRepositoriesAreRefusedWithBoundedMemory(t *testing.T) {
 			eventually(g, func(g Gomega) {
 				got := get(g, gs)
 				ready := condition(got, vigilv1.ConditionReady)
-				g.Expect(ready.Reason).To(Equal(string(tc.reason)))
+				g.Expect(ready.Reason).To(Equal(tc.reason))
 				g.Expect(ready.Message).To(ContainSubstring(tc.says))
 				g.Expect(condition(got, vigilv1.ConditionStalled).Status).To(BeEquivalentTo("True"))
 				g.Expect(got.Status.LastAttemptedRevision).To(Equal(head), "status names the refused commit")

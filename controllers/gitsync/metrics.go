@@ -5,14 +5,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Outcomes of fetches and syncs. A timeout or an unreachable server is
-// Unknown, not a failure.
-const (
-	outcomeSuccess   = "Success"
-	outcomeUnchanged = "Unchanged"
-	outcomeFailure   = "Failure"
-	outcomeUnknown   = "Unknown"
-)
+// outcomeUnchanged labels a fetch that found the commit it had already
+// fetched; the other outcomes of fetches and syncs are outcome.Result's (a
+// timeout or an unreachable server is Unknown, not a Failure).
+const outcomeUnchanged = "Unchanged"
 
 var (
 	fetches = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/secret"
 	"github.com/vigil-dev/vigil/gitops"
 )
 
@@ -137,7 +138,7 @@ func (rc *Receiver) following(ctx context.Context, push *gitops.Push) ([]*vigilv
 }
 
 func (rc *Receiver) secret(ctx context.Context, gs *vigilv1.GitSync) ([]byte, error) {
-	data, err := readSecret(ctx, rc.APIReader, gs.Namespace, gs.Spec.WebhookSecretRef.Name)
+	data, err := secret.Data(ctx, rc.APIReader, gs.Namespace, gs.Spec.WebhookSecretRef.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
+	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/traffic"
 )
 
@@ -36,23 +37,22 @@ func checkSelector(ro *vigilv1.Rollout) error {
 }
 
 // apply makes the planned writes in order and stops at the first error.
-// A write the server refuses for good (see refused) is a Failure, returned
+// A write the server refuses for good (see skeleton.WriteOutcome) is a Failure, returned
 // as a *refusedWrite; any other failed or timed-out write is an Unknown
 // outcome: the caller returns it and the next reconcile re-reads before it
 // acts again.
 func (r *Reconciler) apply(ctx context.Context, s *scope, changes []change) error {
 	for _, c := range changes {
 		err := r.write(ctx, s, c)
-		outcome := "Success"
-		switch {
-		case err == nil, errors.Is(err, errCollision):
-		case refused(err):
-			outcome = "Failure"
-			err = &refusedWrite{change: c, err: err}
-		default:
-			outcome = "Unknown"
+		result := outcome.Success
+		if err != nil && !errors.Is(err, errCollision) {
+			result = skeleton.WriteOutcome(err)
 		}
-		apiWrites.WithLabelValues(c.kind.String(), outcome).Inc()
+		if result == outcome.Failure {
+			err = &refusedWrite{change: c, err: err}
+		}
+		kind := c.kind.String()
+		s.metric(func() { apiWrites.WithLabelValues(kind, string(result)).Inc() })
 		if err != nil {
 			return err
 		}
@@ -78,25 +78,6 @@ func (e *refusedWrite) Error() string {
 }
 
 func (e *refusedWrite) Unwrap() error { return e.err }
-
-// refused tells whether the API server refused a write for good: a
-// client error (4xx) other than those that say "not now" (conflict,
-// timeout, too many requests, gone, not found) or "who are you"
-// (unauthorized, which a new token can fix). Invalid objects, forbidden
-// writes and bodies over the server's limits are refused.
-func refused(err error) bool {
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
-		return false
-	}
-	switch code := status.Status().Code; code {
-	case http.StatusUnauthorized, http.StatusNotFound, http.StatusRequestTimeout, http.StatusConflict,
-		http.StatusGone, http.StatusTooManyRequests:
-		return false
-	default:
-		return code >= 400 && code < 500
-	}
-}
 
 func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 	lock := client.MergeFromWithOptimisticLock{}

@@ -20,7 +20,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -37,6 +36,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/provenance"
 	"github.com/vigil-dev/vigil/traffic"
 )
@@ -170,32 +170,47 @@ var errCollision = errors.New("ReplicaSet name collision")
 // Rollout or its objects tries sooner.
 const refusedWriteRetry = 5 * time.Minute
 
-// Reconcile moves one Rollout forward.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
-	ro := &vigilv1.Rollout{}
-	if err := r.APIReader.Get(ctx, req.NamespacedName, ro); err != nil {
-		if apierrors.IsNotFound(err) {
-			forgetPhaseMetric(req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
-		reconcileErrors.WithLabelValues("Read").Inc()
-		return ctrl.Result{}, fmt.Errorf("reading Rollout: %w", err)
-	}
+// Reconcile moves one Rollout forward, on the shared skeleton: the
+// Rollout is read from the API server (never a stale cached copy), its
+// status patched once with an optimistic lock, and Events and metrics
+// recorded only after that.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return skeleton.Loop[vigilv1.Rollout, *vigilv1.Rollout]{
+		Kind: "Rollout", Reader: r.APIReader, Writer: r.Client, Recorder: r.Recorder,
+		Status:  func(ro *vigilv1.Rollout) any { return &ro.Status },
+		Prepare: r.holdForCleanup,
+		Gone:    func(n types.NamespacedName) { forgetPhaseMetric(n.Namespace, n.Name) },
+	}.Run(ctx, req, r.reconcileRollout)
+}
+
+// reconcileRollout runs one reconcile of ro over a new scope.
+func (r *Reconciler) reconcileRollout(ctx context.Context, ro *vigilv1.Rollout, notes *skeleton.Notes) (ctrl.Result, error) {
+	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1, notes: notes}
 	if ro.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.reconcileDelete(ctx, ro)
+		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
-	if err := r.holdForCleanup(ctx, ro); err != nil {
+	before := ro.Status.DeepCopy()
+	err := r.reconcile(ctx, s, before)
+	noteOutcome(s, before)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	before := ro.DeepCopy()
-	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1}
-	defer func() {
-		err = errors.Join(err, r.patchStatus(ctx, before, s))
-		if err == nil && s.requeueAfter > 0 {
-			result.RequeueAfter = s.requeueAfter
-		}
-	}()
-	return ctrl.Result{}, r.reconcile(ctx, s, &before.Status)
+	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
+}
+
+// noteOutcome notes the metrics of what the reconcile decided.
+func noteOutcome(s *scope, before *vigilv1.RolloutStatus) {
+	ro := s.rollout
+	if s.advancedFrom >= 0 {
+		kind := stepKind(s.steps(), s.advancedFrom)
+		s.metric(func() { stepTransitions.WithLabelValues(kind).Inc() })
+	}
+	if before.Rollback == nil && ro.Status.Rollback != nil {
+		trigger := string(ro.Status.Rollback.Trigger)
+		s.metric(func() { rollbacks.WithLabelValues(trigger).Inc() })
+	}
+	ns, name, phase := ro.Namespace, ro.Name, ro.Status.Phase
+	s.metric(func() { setPhaseMetric(ns, name, phase) })
 }
 
 // core is the pure heart of a reconcile: from what was observed it decides
@@ -304,7 +319,7 @@ func decisionViolations(vs []violation) []violation {
 // them. The patch is made before the reconcile reads its status baseline.
 func (r *Reconciler) holdForCleanup(ctx context.Context, ro *vigilv1.Rollout) error {
 	tr := ro.Spec.Strategy.Canary.TrafficRouting
-	if tr == nil || tr.GatewayAPI == nil || slices.Contains(ro.Finalizers, vigilv1.FinalizerRollout) {
+	if ro.DeletionTimestamp != nil || tr == nil || tr.GatewayAPI == nil || slices.Contains(ro.Finalizers, vigilv1.FinalizerRollout) {
 		return nil
 	}
 	orig := ro.DeepCopy()
@@ -320,21 +335,19 @@ func (r *Reconciler) holdForCleanup(ctx context.Context, ro *vigilv1.Rollout) er
 // planDeletion): no ReplicaSet is created or scaled, and the status is not
 // written. Its ReplicaSets and AnalysisRuns go with it through their owner
 // references.
-func (r *Reconciler) reconcileDelete(ctx context.Context, ro *vigilv1.Rollout) error {
-	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1}
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	ro := s.rollout
 	if err := r.observeServices(ctx, s); err != nil {
 		reconcileErrors.WithLabelValues("Read").Inc()
 		return err
 	}
 	changes, _ := core(s)
 	r.countViolations(ctx, s, check(s, changes, &ro.Status))
-	err := r.apply(ctx, s, changes)
-	r.recordEvents(s)
-	if err != nil {
+	if err := r.apply(ctx, s, changes); err != nil {
 		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
 		return err
 	}
-	forgetPhaseMetric(ro.Namespace, ro.Name)
+	s.metric(func() { forgetPhaseMetric(ro.Namespace, ro.Name) })
 	return nil
 }
 
@@ -507,49 +520,9 @@ func (r *Reconciler) observeWeights(s *scope, changes []change) {
 // countViolations counts, logs and reports broken invariants.
 func (r *Reconciler) countViolations(ctx context.Context, s *scope, vs []violation) {
 	for _, v := range vs {
-		invariantViolations.WithLabelValues(v.invariant).Inc()
+		s.metric(invariantViolations.WithLabelValues(v.invariant).Inc)
 		ctrl.LoggerFrom(ctx).Error(nil, "Invariant violated", "invariant", v.invariant, "detail", v.detail)
 		s.record(true, vigilv1.ReasonInvariantViolated, "Check", "%s: %s", v.invariant, v.detail)
-	}
-}
-
-// patchStatus patches the status once, only when it changed, with the
-// resourceVersion the reconcile read, and then records the reconcile's
-// Events and metrics: a decision that was not stored is not announced.
-func (r *Reconciler) patchStatus(ctx context.Context, before *vigilv1.Rollout, s *scope) error {
-	ro := s.rollout
-	if !equality.Semantic.DeepEqual(before.Status, ro.Status) {
-		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, ro, patch); err != nil {
-			reason := "WriteUnknown"
-			if apierrors.IsConflict(err) {
-				reason = "Conflict"
-			}
-			reconcileErrors.WithLabelValues(reason).Inc()
-			return fmt.Errorf("patching Rollout status: %w", err)
-		}
-	}
-	r.recordEvents(s)
-	if s.advancedFrom >= 0 {
-		stepTransitions.WithLabelValues(stepKind(s.steps(), s.advancedFrom)).Inc()
-	}
-	if before.Status.Rollback == nil && ro.Status.Rollback != nil {
-		rollbacks.WithLabelValues(string(ro.Status.Rollback.Trigger)).Inc()
-	}
-	setPhaseMetric(ro.Namespace, ro.Name, ro.Status.Phase)
-	return nil
-}
-
-// recordEvents records the reconcile's Events. An Event about another object
-// (the Approval a decision used) names it as related, so Events about two
-// objects are never merged into one series.
-func (r *Reconciler) recordEvents(s *scope) {
-	for _, e := range s.events {
-		typ := corev1.EventTypeNormal
-		if e.warning {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(s.rollout, e.related, typ, e.reason, e.action, "%s", e.note)
 	}
 }
 

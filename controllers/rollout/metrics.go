@@ -55,7 +55,7 @@ var (
 // observeVerdict counts one image verification.
 func observeVerdict(v provenance.Verdict, took time.Duration) {
 	cached := strconv.FormatBool(v.Cached)
-	verdicts.WithLabelValues(string(v.Result), string(v.Reason), cached).Inc()
+	verdicts.WithLabelValues(string(verificationResults[v.Result]), v.Reason, cached).Inc()
 	verifySeconds.WithLabelValues(cached).Observe(took.Seconds())
 }
 

@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,6 +9,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/traffic"
 )
 
@@ -42,8 +42,9 @@ type scope struct {
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 
-	// events to record once the status patch has succeeded.
-	events []event
+	// notes are the Events and metrics to record once the status patch
+	// has succeeded.
+	notes *skeleton.Notes
 	// decided is set when decide changed what the Rollout should do (its
 	// revisions, step, rollback or used approvals). The decision is then
 	// patched before anything acts on it, so the world never runs ahead of
@@ -63,23 +64,24 @@ type gatewayTraffic struct {
 	stableService, canaryService *corev1.Service
 }
 
-// event is a Kubernetes Event to record about the Rollout.
-type event struct {
-	warning              bool
-	reason, action, note string
-	// related is another object the Event is about, or nil.
-	related runtime.Object
-}
-
 func (s *scope) record(warning bool, reason, action, format string, args ...any) {
-	s.events = append(s.events, event{warning: warning, reason: reason, action: action, note: fmt.Sprintf(format, args...)})
+	s.recordAbout(nil, warning, reason, action, format, args...)
 }
 
 // recordAbout records an Event about the Rollout that names a related
 // object: Events about different objects are never merged.
 func (s *scope) recordAbout(related runtime.Object, warning bool, reason, action, format string, args ...any) {
-	s.record(warning, reason, action, format, args...)
-	s.events[len(s.events)-1].related = related
+	s.note().Event(s.rollout, related, warning, reason, action, format, args...)
+}
+
+// metric notes a change to metrics, made once the status is stored.
+func (s *scope) metric(f func()) { s.note().Metric(f) }
+
+func (s *scope) note() *skeleton.Notes {
+	if s.notes == nil {
+		s.notes = &skeleton.Notes{}
+	}
+	return s.notes
 }
 
 // wakeIn asks for another reconcile after d at the latest.

@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/trustpolicy"
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/provenance"
 )
 
@@ -26,9 +26,12 @@ const (
 	// failedRecheck is how long a refused revision waits before its images
 	// are looked at again (a signature may be pushed after the image).
 	failedRecheck = 5 * time.Minute
-	// unknownBackoffMax caps the wait between Unknown attempts.
-	unknownBackoffMax = 5 * time.Minute
 )
+
+// verifyBackoff spaces the attempts of a verification whose outcome was
+// Unknown: 2s, doubling, at most 5m apart; it never gives up, since a
+// revision that is not verified gets no pods either way.
+var verifyBackoff = outcome.Backoff{Initial: 2 * time.Second, Max: 5 * time.Minute, Budget: -1}
 
 // hold is why the revision of the template may not have pods yet.
 type hold struct {
@@ -71,7 +74,7 @@ func (r *Reconciler) gate(ctx context.Context, s *scope) (*hold, error) {
 		}
 	}
 	policy, err := trustpolicy.Load(ctx, r.APIReader, tp)
-	if errors.Is(err, trustpolicy.ErrNotReady) {
+	if err != nil && !outcome.IsUnknown(err) {
 		return r.notReady(s, fmt.Sprintf("TrustPolicy %s is not usable: %v", name, err)), nil
 	}
 	if err != nil {
@@ -112,7 +115,7 @@ func (r *Reconciler) reuse(s *scope, v *vigilv1.RevisionVerification, running bo
 	h = &hold{phase: vigilv1.RolloutPhaseBlocked, stalled: &stall{v.Reason, v.Message},
 		message: fmt.Sprintf("Revision %s is blocked: %s", v.Revision, v.Message)}
 	if v.Result == vigilv1.VerificationUnknown {
-		wait, status = unknownBackoff(v.UnknownAttempts), metav1.ConditionUnknown
+		wait, status = verifyBackoff.Delay(int(v.UnknownAttempts)+1), metav1.ConditionUnknown
 		h = &hold{phase: vigilv1.RolloutPhaseVerifying, message: fmt.Sprintf("Verifying revision %s: %s; retrying", v.Revision, v.Message)}
 	}
 	set(status, v.Reason)
@@ -125,15 +128,6 @@ func (r *Reconciler) reuse(s *scope, v *vigilv1.RevisionVerification, running bo
 		return nil, false
 	}
 	return h, false
-}
-
-// unknownBackoff is 2s, doubling with each consecutive Unknown, capped.
-func unknownBackoff(attempts int32) time.Duration {
-	d := 2 * time.Second
-	for range min(attempts, 10) {
-		d *= 2
-	}
-	return min(d, unknownBackoffMax)
 }
 
 func (r *Reconciler) notReady(s *scope, msg string) *hold {
@@ -158,19 +152,21 @@ func (r *Reconciler) verifyRevision(ctx context.Context, s *scope, tp *vigilv1.T
 	for _, image := range templateImages(&ro.Spec.Template) {
 		start := time.Now()
 		v := r.Verifier.Verify(ctx, provenance.Request{Image: image, Policy: policy, Applied: applied})
-		observeVerdict(v, time.Since(start))
-		out.Images = append(out.Images, vigilv1.VerifiedImage{Image: image, Pinned: v.Pinned, Result: vigilv1.VerificationResult(v.Result),
+		took := time.Since(start)
+		s.metric(func() { observeVerdict(v, took) })
+		result := verificationResults[v.Result]
+		out.Images = append(out.Images, vigilv1.VerifiedImage{Image: image, Pinned: v.Pinned, Result: result,
 			Signer: v.Signer, Builder: v.Builder, SourceRepository: v.SourceRepository, SourceCommit: v.SourceCommit})
 		switch {
-		case v.Result == provenance.Failed && out.Result != vigilv1.VerificationFailed,
-			v.Result == provenance.Unknown && out.Result == vigilv1.VerificationPassed:
-			out.Result, out.Reason = vigilv1.VerificationResult(v.Result), string(v.Reason)
+		case result == vigilv1.VerificationFailed && out.Result != vigilv1.VerificationFailed,
+			result == vigilv1.VerificationUnknown && out.Result == vigilv1.VerificationPassed:
+			out.Result, out.Reason = result, v.Reason
 			msgs = append([]string{image + ": " + v.Message}, msgs...)
 		default:
 			msgs = append(msgs, image+": "+v.Message)
 		}
 	}
-	out.Message = truncate(strings.Join(msgs, "; "), 2048)
+	out.Message = outcome.Shorten(strings.Join(msgs, "; "), 2048)
 	return out
 }
 
@@ -185,7 +181,7 @@ func (r *Reconciler) announce(s *scope, before, v *vigilv1.RevisionVerification)
 	case v.Result == vigilv1.VerificationPassed:
 		s.record(false, vigilv1.ReasonVerified, "Verify", "Revision %s verified: %s", v.Revision, v.Message)
 	case v.Audit:
-		auditViolations.Inc()
+		s.metric(auditViolations.Inc)
 		s.record(true, vigilv1.ReasonAuditViolation, "Verify", "Revision %s would be blocked (%s), but the TrustPolicy is in Audit mode: %s", v.Revision, v.Reason, v.Message)
 	case v.Result == vigilv1.VerificationFailed:
 		s.record(true, vigilv1.ReasonVerificationFailed, "Verify", "Revision %s is blocked (%s): %s", v.Revision, v.Reason, v.Message)
@@ -237,9 +233,9 @@ func templateImages(t *corev1.PodTemplateSpec) []string {
 	return out
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
+// verificationResults names each outcome of a verification as the API does.
+var verificationResults = map[outcome.Result]vigilv1.VerificationResult{
+	outcome.Success: vigilv1.VerificationPassed,
+	outcome.Failure: vigilv1.VerificationFailed,
+	outcome.Unknown: vigilv1.VerificationUnknown,
 }

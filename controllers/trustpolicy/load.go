@@ -6,7 +6,6 @@ package trustpolicy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,34 +14,35 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/secret"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/provenance"
 )
 
-// ErrNotReady wraps what makes a TrustPolicy unusable as written: a
-// missing Secret, ConfigMap or key, a key or trusted root that does not
-// load. Other errors are transient reads.
-var ErrNotReady = errors.New("trust policy not ready")
-
 // Load builds the provenance policy of tp, reading its keys, trusted roots
 // and source credentials through api (uncached: Secrets are read one by
-// one, never listed or watched).
+// one, never listed or watched). Its error is an outcome: a Failure, whose
+// reason says what makes the policy unusable as written (a missing Secret,
+// ConfigMap or key, a key that does not load), or Unknown (a read that
+// went unanswered).
 func Load(ctx context.Context, api client.Reader, tp *vigilv1.TrustPolicy) (*provenance.Policy, error) {
 	p := &provenance.Policy{RequireDigest: tp.Spec.RequireDigest}
 	for _, a := range tp.Spec.Authorities {
 		out := provenance.Authority{Name: a.Name}
 		switch {
 		case a.Key != nil:
-			b, err := secretKey(ctx, api, tp.Namespace, a.Key.SecretRef)
+			b, err := secret.Key(ctx, api, tp.Namespace, a.Key.SecretRef.Name, a.Key.SecretRef.Key)
 			if err != nil {
-				return nil, fmt.Errorf("authority %s: %w", a.Name, err)
+				return nil, within(err, "authority %s", a.Name)
 			}
 			out.PublicKey = b
 		case a.Keyless != nil:
 			k := a.Keyless
 			root, err := configMapOrSecretKey(ctx, api, tp.Namespace, k.TrustedRoot)
 			if err != nil {
-				return nil, fmt.Errorf("authority %s: trusted root: %w", a.Name, err)
+				return nil, within(err, "authority %s: trusted root", a.Name)
 			}
 			out.Keyless = &provenance.Keyless{Issuer: k.Issuer, Subject: k.Subject, SubjectRegExp: k.SubjectRegExp, TrustedRoot: root}
 		}
@@ -53,12 +53,12 @@ func Load(ctx context.Context, api client.Reader, tp *vigilv1.TrustPolicy) (*pro
 		for _, s := range pr.SourceRepositories {
 			src := provenance.Source{URL: s.URL, ProtectedRefs: s.ProtectedRefs}
 			if s.SecretRef != nil {
-				data, err := secretData(ctx, api, tp.Namespace, s.SecretRef.Name)
+				data, err := secret.Data(ctx, api, tp.Namespace, s.SecretRef.Name)
 				if err != nil {
-					return nil, fmt.Errorf("source %s: %w", s.URL, err)
+					return nil, within(err, "source %s", s.URL)
 				}
 				if src.Auth, err = gitops.Auth(s.URL, data); err != nil {
-					return nil, fmt.Errorf("%w: source %s: %v", ErrNotReady, s.URL, err)
+					return nil, outcome.Failf(vigilv1.ReasonSourceCredentialsInvalid, "source %s: %v", s.URL, err)
 				}
 			}
 			req.Sources = append(req.Sources, src)
@@ -66,47 +66,31 @@ func Load(ctx context.Context, api client.Reader, tp *vigilv1.TrustPolicy) (*pro
 		p.Provenance = req
 	}
 	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotReady, err)
+		return nil, outcome.Failf(vigilv1.ReasonPolicyInvalid, "%v", err)
 	}
 	return p, nil
 }
 
-func secretData(ctx context.Context, api client.Reader, ns, name string) (map[string][]byte, error) {
-	s := &corev1.Secret{}
-	if err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: Secret %s does not exist", ErrNotReady, name)
-		}
-		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
-	}
-	return s.Data, nil
-}
-
-func secretKey(ctx context.Context, api client.Reader, ns string, ref vigilv1.SecretKeyReference) ([]byte, error) {
-	data, err := secretData(ctx, api, ns, ref.Name)
-	if err != nil {
-		return nil, err
-	}
-	b, ok := data[ref.Key]
-	if !ok || len(b) == 0 {
-		return nil, fmt.Errorf("%w: Secret %s has no key %q", ErrNotReady, ref.Name, ref.Key)
-	}
-	return b, nil
+// within says where in the policy err happened, keeping its outcome.
+func within(err error, format string, args ...any) error {
+	o := outcome.Of(err, vigilv1.ReasonSecretUnreadable)
+	return &outcome.Error{Result: o.Result, Reason: o.Reason, Err: fmt.Errorf(format+": %w", append(args, err)...)}
 }
 
 func configMapOrSecretKey(ctx context.Context, api client.Reader, ns string, ref vigilv1.ConfigMapOrSecretKeyReference) ([]byte, error) {
 	if ref.Secret != nil {
-		return secretKey(ctx, api, ns, *ref.Secret)
+		return secret.Key(ctx, api, ns, ref.Secret.Name, ref.Secret.Key)
 	}
 	if ref.ConfigMap == nil {
-		return nil, fmt.Errorf("%w: neither a ConfigMap nor a Secret is named", ErrNotReady)
+		return nil, outcome.Failf(vigilv1.ReasonPolicyInvalid, "neither a ConfigMap nor a Secret is named")
 	}
 	cm := &corev1.ConfigMap{}
 	if err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.ConfigMap.Name}, cm); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: ConfigMap %s does not exist", ErrNotReady, ref.ConfigMap.Name)
+			return nil, outcome.Failf(vigilv1.ReasonConfigMapNotFound, "ConfigMap %s does not exist", ref.ConfigMap.Name)
 		}
-		return nil, fmt.Errorf("reading ConfigMap %s: %w", ref.ConfigMap.Name, err)
+		return nil, &outcome.Error{Result: skeleton.WriteOutcome(err), Reason: vigilv1.ReasonConfigMapUnreadable,
+			Err: fmt.Errorf("reading ConfigMap %s: %w", ref.ConfigMap.Name, err)}
 	}
 	if s, ok := cm.Data[ref.ConfigMap.Key]; ok && s != "" {
 		return []byte(s), nil
@@ -114,5 +98,5 @@ func configMapOrSecretKey(ctx context.Context, api client.Reader, ns string, ref
 	if b, ok := cm.BinaryData[ref.ConfigMap.Key]; ok && len(b) > 0 {
 		return b, nil
 	}
-	return nil, fmt.Errorf("%w: ConfigMap %s has no key %q", ErrNotReady, ref.ConfigMap.Name, ref.ConfigMap.Key)
+	return nil, outcome.Failf(vigilv1.ReasonConfigMapKeyMissing, "ConfigMap %s has no key %q", ref.ConfigMap.Name, ref.ConfigMap.Key)
 }
