@@ -41,7 +41,8 @@ func Measure(ctx context.Context, c *Coalescer, p *Prometheus, q Query, cond Con
 	}
 	m.Finished = now()
 	if err != nil {
-		m.Outcome, m.Cause, m.Reason = Unknown, CauseOf(err), outcome.Shorten(err.Error(), 1000)
+		m.Outcome, m.Cause = Unknown, CauseOf(err)
+		m.Reason = outcome.Shorten(m.Cause+": "+err.Error(), 1000)
 		return m
 	}
 	if len(v.Samples) > 0 {

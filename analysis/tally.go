@@ -7,16 +7,13 @@ import (
 	"github.com/vigil-dev/vigil/outcome"
 )
 
-// Verdict of a metric or of a whole analysis.
+// Verdict of a metric or of a whole analysis, named as the API names it.
 type Verdict string
 
 const (
-	VerdictRunning Verdict = "VerdictRunning"
-	// VerdictSuccessful is the Successful verdict.
-	VerdictSuccessful Verdict = "Successful"
-	// VerdictFailed is the Failed verdict.
-	VerdictFailed Verdict = "Failed"
-	// VerdictInconclusive is the Inconclusive verdict.
+	VerdictRunning      Verdict = "Running"
+	VerdictSuccessful   Verdict = "Successful"
+	VerdictFailed       Verdict = "Failed"
 	VerdictInconclusive Verdict = "Inconclusive"
 	// VerdictUnknown is the verdict once the Unknown budget is spent.
 	VerdictUnknown Verdict = "Unknown"

@@ -45,7 +45,7 @@ func (s *scope) report() report {
 //   - Ready: False while suspended; from the fetch's outcome when the ref's
 //     commit was refused (False, with Stalled) or not reached (Unknown);
 //     then overridden by the sync step: False while its waves are under
-//     way (with Reconciling) or when it failed, True once the ref's commit
+//     way (with Reconciling, unless Stalled) or when it failed, True once the ref's commit
 //     is applied. A sync step that did not run leaves Ready as it was.
 //   - Drifted: True when objects differ from Git and selfHeal is off, or
 //     objects Git dropped are kept because prune is off; False otherwise,
@@ -75,7 +75,9 @@ func setConditions(gs *vigilv1.GitSync, rep report, now time.Time) {
 	switch rep.synced {
 	case syncUnderway:
 		msg := "syncing commit " + short(rep.target) + ": " + rep.syncMessage
-		set(vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing, msg)
+		if rep.fetched.Result != outcome.Failure { // kstatus: never Reconciling while Stalled
+			set(vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing, msg)
+		}
 		set(vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncing, msg)
 	case syncFailed:
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionReconciling)

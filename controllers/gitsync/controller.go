@@ -236,6 +236,7 @@ func (r *Reconciler) fetch(ctx context.Context, s *scope) (*rendered, error) {
 	key := fmt.Sprintf("%d/%s/%s", gs.Generation, trusted.digest, gs.Annotations[AcceptRewriteAnnotation])
 	if st.key == key && st.current != nil && st.current.rev == rev {
 		s.notes.Metric(fetches.WithLabelValues(outcomeUnchanged, "").Inc)
+		gs.Status.LastAttemptedRevision = rev // a status that was not stored learns it again
 		return st.current, st.err
 	}
 	dir, err := os.MkdirTemp(r.WorkDir, "gitsync-")
