@@ -189,55 +189,65 @@ func checkKustomization(fs filesys.FileSystem, file string) []string {
 	}
 	dir := path.Dir(file)
 	var out []string
-	local := func(field, p string) {
+	for _, ref := range referencedPaths(&k) {
+		field, p := ref[0], ref[1]
 		if p == "" || strings.ContainsAny(p, "\n") {
-			return // inline content
+			continue // inline content
 		}
 		if !fs.Exists(path.Join(dir, p)) {
 			out = append(out, fmt.Sprintf("%s: %s names %q, which is not in the repository (remote bases, URLs and files outside the repository are disabled)",
 				strings.TrimPrefix(file, "/"), field, p))
 		}
 	}
-	lists := map[string][]string{
-		"resources": k.Resources, "components": k.Components, "bases": k.Bases, "crds": k.Crds,
-		"configurations": k.Configurations, "generators": k.Generators, "transformers": k.Transformers, "validators": k.Validators,
+	if len(k.HelmCharts) > 0 || len(k.HelmChartInflationGenerator) > 0 || k.HelmGlobals != nil {
+		out = append(out, fmt.Sprintf("%s: helm charts are disabled", strings.TrimPrefix(file, "/")))
 	}
-	for _, field := range []string{"resources", "components", "bases", "crds", "configurations", "generators", "transformers", "validators"} {
-		for _, p := range lists[field] {
-			local(field, p)
+	return out
+}
+
+// referencedPaths lists every (field, path) a kustomization reads a file
+// or a directory from.
+func referencedPaths(k *types.Kustomization) [][2]string {
+	var out [][2]string
+	add := func(field string, paths ...string) {
+		for _, p := range paths {
+			out = append(out, [2]string{field, p})
 		}
 	}
+	add("resources", k.Resources...)
+	add("components", k.Components...)
+	add("bases", k.Bases...)
+	add("crds", k.Crds...)
+	add("configurations", k.Configurations...)
+	add("generators", k.Generators...)
+	add("transformers", k.Transformers...)
+	add("validators", k.Validators...)
 	for _, p := range k.PatchesStrategicMerge {
-		local("patchesStrategicMerge", string(p))
+		add("patchesStrategicMerge", string(p))
 	}
 	for _, p := range append(append([]types.Patch{}, k.Patches...), k.PatchesJson6902...) {
-		local("patches", p.Path)
+		add("patches", p.Path)
 	}
 	for _, r := range k.Replacements {
-		local("replacements", r.Path)
+		add("replacements", r.Path)
 	}
 	if p := k.OpenAPI["path"]; p != "" {
-		local("openapi", p)
+		add("openapi", p)
 	}
 	kv := func(field string, s types.KvPairSources) {
 		for _, f := range s.FileSources {
 			if _, after, ok := strings.Cut(f, "="); ok {
 				f = after
 			}
-			local(field, f)
+			add(field, f)
 		}
-		for _, e := range s.EnvSources {
-			local(field, e)
-		}
+		add(field, s.EnvSources...)
 	}
 	for _, g := range k.ConfigMapGenerator {
 		kv("configMapGenerator", g.KvPairSources)
 	}
 	for _, g := range k.SecretGenerator {
 		kv("secretGenerator", g.KvPairSources)
-	}
-	if len(k.HelmCharts) > 0 || len(k.HelmChartInflationGenerator) > 0 || k.HelmGlobals != nil {
-		out = append(out, fmt.Sprintf("%s: helm charts are disabled", strings.TrimPrefix(file, "/")))
 	}
 	return out
 }

@@ -115,7 +115,10 @@ func classifyStatement(payloadType string, payload []byte) (kind, []string) {
 // the transparency-log entry from its Rekor bundle annotation. Only the
 // payload and the signature over it are trusted after verification; the
 // annotations are inputs to it, never facts.
-func legacyEntity(f found) (*entity, error) {
+// legacyMaterial is the verification material of a cosign legacy
+// signature: its certificate chain (or a public key to be named by the
+// policy) and its Rekor entry, from the annotations.
+func legacyMaterial(f found) (*protobundle.VerificationMaterial, error) {
 	l := f.legacy
 	vm := &protobundle.VerificationMaterial{}
 	if pem := l.annotations[annotationCert]; pem != "" {
@@ -137,6 +140,15 @@ func legacyEntity(f found) (*entity, error) {
 			return nil, fmt.Errorf("%s: %w", f.where, err)
 		}
 		vm.TlogEntries = []*protorekor.TransparencyLogEntry{entry}
+	}
+	return vm, nil
+}
+
+func legacyEntity(f found) (*entity, error) {
+	l := f.legacy
+	vm, err := legacyMaterial(f)
+	if err != nil {
+		return nil, err
 	}
 	pb := &protobundle.Bundle{MediaType: "application/vnd.dev.sigstore.bundle+json;version=0.1", VerificationMaterial: vm}
 	if len(vm.TlogEntries) == 0 {

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -419,58 +420,11 @@ func (r *Reconciler) observeAnalysisRuns(ctx context.Context, s *scope) error {
 // AnalysisRun that runs it.
 func (r *Reconciler) buildRun(ctx context.Context, s *scope, a *vigilv1.RolloutAnalysis, key string, step *vigilv1.AnalysisStep) (*vigilv1.AnalysisRun, error) {
 	ro := s.rollout
-	var metrics []vigilv1.Metric
-	var declared []analysis.Argument
-	seenMetric, seenArg := map[string]string{}, map[string]bool{}
-	for _, ref := range step.Templates {
-		var spec vigilv1.AnalysisTemplateSpec
-		kind := "AnalysisTemplate"
-		if ref.ClusterScope {
-			kind = "ClusterAnalysisTemplate"
-			t := &vigilv1.ClusterAnalysisTemplate{}
-			if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, t); err != nil {
-				return nil, templateError(kind, ref.Name, err)
-			}
-			spec = t.Spec
-		} else {
-			t := &vigilv1.AnalysisTemplate{}
-			if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, t); err != nil {
-				return nil, templateError(kind, ref.Name, err)
-			}
-			spec = t.Spec
-		}
-		for _, m := range spec.Metrics {
-			if other, ok := seenMetric[m.Name]; ok {
-				return nil, fmt.Errorf("metric %s is in both %s and %s; metric names must be unique across an analysis' templates", m.Name, other, ref.Name)
-			}
-			seenMetric[m.Name] = ref.Name
-			metrics = append(metrics, m)
-		}
-		for _, arg := range spec.Args {
-			if !seenArg[arg.Name] {
-				seenArg[arg.Name] = true
-				declared = append(declared, analysis.Argument{Name: arg.Name, Default: arg.Value})
-			}
-		}
+	metrics, declared, err := r.templates(ctx, ro.Namespace, step.Templates)
+	if err != nil {
+		return nil, err
 	}
-	if len(metrics) > 64 {
-		return nil, fmt.Errorf("the templates have %d metrics; an analysis can have at most 64", len(metrics))
-	}
-	given := map[string]string{}
-	for _, arg := range step.Args {
-		given[arg.Name] = arg.Value
-	}
-	// Built-in arguments, for templates that declare them.
-	builtins := map[string]string{
-		"rollout": ro.Name, "namespace": ro.Namespace,
-		"revision": ro.Status.CanaryRevision, "stableRevision": ro.Status.StableRevision,
-	}
-	for name, v := range builtins {
-		if _, ok := given[name]; !ok && seenArg[name] {
-			given[name] = v
-		}
-	}
-	args, err := analysis.ResolveArgs(declared, given)
+	args, err := runArgs(ro, step.Args, declared)
 	if err != nil {
 		return nil, err
 	}
@@ -484,11 +438,6 @@ func (r *Reconciler) buildRun(ctx context.Context, s *scope, a *vigilv1.RolloutA
 			}
 		}
 	}
-	names := make([]string, 0, len(args))
-	for name := range args {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	run := &vigilv1.AnalysisRun{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ro.Namespace,
@@ -506,10 +455,76 @@ func (r *Reconciler) buildRun(ctx context.Context, s *scope, a *vigilv1.RolloutA
 			Metrics:    metrics,
 		},
 	}
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(args)) {
 		run.Spec.Args = append(run.Spec.Args, vigilv1.AnalysisArgument{Name: name, Value: args[name]})
 	}
 	return run, nil
+}
+
+// templates reads an analysis' templates and gathers their metrics (whose
+// names must be unique) and the arguments they declare (the first
+// declaration of a name wins).
+func (r *Reconciler) templates(ctx context.Context, ns string, refs []vigilv1.AnalysisTemplateRef) ([]vigilv1.Metric, []analysis.Argument, error) {
+	var metrics []vigilv1.Metric
+	var declared []analysis.Argument
+	seenMetric, seenArg := map[string]string{}, map[string]bool{}
+	for _, ref := range refs {
+		var spec vigilv1.AnalysisTemplateSpec
+		kind := "AnalysisTemplate"
+		if ref.ClusterScope {
+			kind = "ClusterAnalysisTemplate"
+			t := &vigilv1.ClusterAnalysisTemplate{}
+			if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, t); err != nil {
+				return nil, nil, templateError(kind, ref.Name, err)
+			}
+			spec = t.Spec
+		} else {
+			t := &vigilv1.AnalysisTemplate{}
+			if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, t); err != nil {
+				return nil, nil, templateError(kind, ref.Name, err)
+			}
+			spec = t.Spec
+		}
+		for _, m := range spec.Metrics {
+			if other, ok := seenMetric[m.Name]; ok {
+				return nil, nil, fmt.Errorf("metric %s is in both %s and %s; metric names must be unique across an analysis' templates", m.Name, other, ref.Name)
+			}
+			seenMetric[m.Name] = ref.Name
+			metrics = append(metrics, m)
+		}
+		for _, arg := range spec.Args {
+			if !seenArg[arg.Name] {
+				seenArg[arg.Name] = true
+				declared = append(declared, analysis.Argument{Name: arg.Name, Default: arg.Value})
+			}
+		}
+	}
+	if len(metrics) > 64 {
+		return nil, nil, fmt.Errorf("the templates have %d metrics; an analysis can have at most 64", len(metrics))
+	}
+	return metrics, declared, nil
+}
+
+// runArgs gives each declared argument its value: the step's, else a
+// built-in one (rollout, namespace, revision, stableRevision) for templates
+// that declare it, else the template's default.
+func runArgs(ro *vigilv1.Rollout, stepArgs []vigilv1.AnalysisArgument, declared []analysis.Argument) (map[string]string, error) {
+	given := map[string]string{}
+	for _, arg := range stepArgs {
+		given[arg.Name] = arg.Value
+	}
+	builtins := map[string]string{
+		"rollout": ro.Name, "namespace": ro.Namespace,
+		"revision": ro.Status.CanaryRevision, "stableRevision": ro.Status.StableRevision,
+	}
+	for _, d := range declared {
+		if v, ok := builtins[d.Name]; ok {
+			if _, set := given[d.Name]; !set {
+				given[d.Name] = v
+			}
+		}
+	}
+	return analysis.ResolveArgs(declared, given)
 }
 
 func templateError(kind, name string, err error) error {

@@ -95,27 +95,10 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		if err := r.Delete(ctx, c.rs, &client.DeleteOptions{Preconditions: &pre}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting old ReplicaSet %s: %w", c.rs.Name, err)
 		}
-	case setSelector:
-		svc := c.service.DeepCopy()
-		svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
-		if svc.Spec.Selector == nil {
-			svc.Spec.Selector = map[string]string{}
-		}
-		svc.Spec.Selector[vigilv1.LabelPodTemplateHash] = c.revision
-		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, lock)); err != nil {
-			return fmt.Errorf("pointing Service %s at revision %s: %w", c.service.Name, c.revision, err)
-		}
+	case setSelector, clearSelector:
+		return r.patchSelector(ctx, c)
 	case setWeight:
-		g := s.rollout.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
-		route := s.gateway.route.DeepCopy()
-		view, err := traffic.NewRoute(route, g.StableService, g.CanaryService)
-		if err != nil {
-			return err
-		}
-		view.SetCanaryWeight(c.weight)
-		if err := r.Patch(ctx, route, client.MergeFromWithOptions(s.gateway.route, lock)); err != nil {
-			return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", route.Name, c.weight, err)
-		}
+		return r.setRouteWeight(ctx, s, c.weight)
 	case createAnalysisRun:
 		return r.createRun(ctx, s, c.run)
 	case terminateAnalysisRun:
@@ -123,13 +106,6 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		run.Spec.Terminate = true
 		if err := r.Patch(ctx, run, client.MergeFromWithOptions(c.run, lock)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("terminating AnalysisRun %s: %w", run.Name, err)
-		}
-	case clearSelector:
-		svc := c.service.DeepCopy()
-		svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
-		delete(svc.Spec.Selector, vigilv1.LabelPodTemplateHash)
-		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, lock)); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("taking Vigil's selector key out of Service %s: %w", c.service.Name, err)
 		}
 	case removeFinalizer:
 		ro := s.rollout.DeepCopy()
@@ -143,6 +119,43 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		if err := r.Status().Patch(ctx, a, client.MergeFromWithOptions(c.approval, lock)); err != nil {
 			return fmt.Errorf("marking Approval %s consumed: %w", a.Name, err)
 		}
+	}
+	return nil
+}
+
+// patchSelector points a Service at c.revision, or takes Vigil's key out
+// of its selector (a Service that is gone needs nothing then).
+func (r *Reconciler) patchSelector(ctx context.Context, c change) error {
+	svc := c.service.DeepCopy()
+	svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
+	if c.kind == clearSelector {
+		delete(svc.Spec.Selector, vigilv1.LabelPodTemplateHash)
+		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("taking Vigil's selector key out of Service %s: %w", c.service.Name, err)
+		}
+		return nil
+	}
+	if svc.Spec.Selector == nil {
+		svc.Spec.Selector = map[string]string{}
+	}
+	svc.Spec.Selector[vigilv1.LabelPodTemplateHash] = c.revision
+	if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("pointing Service %s at revision %s: %w", c.service.Name, c.revision, err)
+	}
+	return nil
+}
+
+// setRouteWeight sets the HTTPRoute's canary weight.
+func (r *Reconciler) setRouteWeight(ctx context.Context, s *scope, weight int32) error {
+	g := s.rollout.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
+	route := s.gateway.route.DeepCopy()
+	view, err := traffic.NewRoute(route, g.StableService, g.CanaryService)
+	if err != nil {
+		return err
+	}
+	view.SetCanaryWeight(weight)
+	if err := r.Patch(ctx, route, client.MergeFromWithOptions(s.gateway.route, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", route.Name, weight, err)
 	}
 	return nil
 }

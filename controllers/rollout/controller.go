@@ -274,31 +274,37 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		return nil
 	}
 	if err := r.apply(ctx, s, changes); err != nil {
-		var refused *refusedWrite
-		switch {
-		case errors.Is(err, errCollision):
-			return nil
-		case errors.As(err, &refused):
-			// A Failure: the server will not accept this write as it is.
-			// Stalled with its message, tried again only after a change
-			// or refusedWriteRetry, never in a hot loop.
-			in.stalled = &stall{vigilv1.ReasonWriteRefused, refused.Error()}
-			setPhase(s, ro.Status.Phase, "%s", refused.Error())
-			if c := meta.FindStatusCondition(before.Conditions.Conditions, vigilv1.ConditionStalled); c == nil || c.Reason != vigilv1.ReasonWriteRefused {
-				s.record(true, vigilv1.ReasonWriteRefused, "Apply", "%s", refused.Error())
-			}
-			s.wakeIn(refusedWriteRetry)
-			reconcileErrors.WithLabelValues("WriteRefused").Inc()
-			return nil
-		}
-		in.writeError = err
-		reconcileErrors.WithLabelValues("WriteUnknown").Inc()
-		return err
+		return applyFailed(s, &in, before, err)
 	}
 	r.countViolations(ctx, s, check(s, changes, before))
 	in.settled = len(changes) == 0 && ev.reached
 	r.observeWeights(s, changes)
 	return nil
+}
+
+// applyFailed handles a write that did not succeed: a name collision
+// waits for the next reconcile's new name; a write the server refused for
+// good (a Failure) stalls the Rollout with its message, tried again only
+// after a change or refusedWriteRetry, never in a hot loop; any other is
+// an Unknown outcome, returned so the next reconcile re-reads first.
+func applyFailed(s *scope, in *summary, before *vigilv1.RolloutStatus, err error) error {
+	var refused *refusedWrite
+	switch {
+	case errors.Is(err, errCollision):
+		return nil
+	case errors.As(err, &refused):
+		in.stalled = &stall{vigilv1.ReasonWriteRefused, refused.Error()}
+		setPhase(s, s.rollout.Status.Phase, "%s", refused.Error())
+		if c := meta.FindStatusCondition(before.Conditions.Conditions, vigilv1.ConditionStalled); c == nil || c.Reason != vigilv1.ReasonWriteRefused {
+			s.record(true, vigilv1.ReasonWriteRefused, "Apply", "%s", refused.Error())
+		}
+		s.wakeIn(refusedWriteRetry)
+		reconcileErrors.WithLabelValues("WriteRefused").Inc()
+		return nil
+	}
+	in.writeError = err
+	reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+	return err
 }
 
 // decisionViolations keeps the violations of a decision: a reconcile that

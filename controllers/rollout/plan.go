@@ -166,6 +166,44 @@ func planRatio(s *scope) []change {
 	return out
 }
 
+// routeState is where the Services and the route's weight stand once the
+// traffic changes planned so far are made.
+type routeState struct {
+	stableSel, canarySel string
+	weight               int32
+}
+
+// planGatewayPods scales stable to every replica, the canary to its share
+// (but never below what still carries its weight), and every other
+// revision to zero once no weighted Service selects it.
+func planGatewayPods(s *scope, out []change, r routeState, canaryTarget int32) []change {
+	st := s.rollout.Status
+	canary := s.set(st.CanaryRevision)
+	weighted := func(rev string) bool {
+		return r.stableSel == rev && r.weight < 100 || r.canarySel == rev && r.weight > 0
+	}
+	if st.CanaryRevision != "" && st.Rollback != nil {
+		canaryTarget = 0
+		if canaryHoldsPods(s) {
+			canaryTarget = specReplicas(canary)
+		}
+	}
+	if canaryTarget > specReplicas(canary) && otherCanaryScaled(s) {
+		canaryTarget = specReplicas(canary)
+	}
+	out = scaleTo(s, out, st.StableRevision, s.replicas)
+	if st.CanaryRevision != "" && (canaryTarget >= specReplicas(canary) || canaryTarget >= traffic.CanaryReplicas(s.replicas, r.weight)) {
+		out = scaleTo(s, out, st.CanaryRevision, canaryTarget)
+	}
+	for _, rs := range s.sets {
+		rev := revisionOf(rs)
+		if rev != st.StableRevision && rev != st.CanaryRevision && specReplicas(rs) > 0 && !weighted(rev) {
+			out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: 0})
+		}
+	}
+	return out
+}
+
 // selectedRevision is the revision a Service's selector picks; "" when the
 // selector does not name one.
 func selectedRevision(svc *corev1.Service) string {
@@ -220,29 +258,7 @@ func planGateway(s *scope) []change {
 
 	// 4. Pods: stable keeps them all; the canary gets its share; a revision
 	// loses its pods only once no weighted Service selects it.
-	weighted := func(rev string) bool {
-		return stableSel == rev && weight < 100 || canarySel == rev && weight > 0
-	}
-	if st.CanaryRevision != "" && st.Rollback != nil {
-		canaryTarget = 0
-		if canaryHoldsPods(s) {
-			canaryTarget = specReplicas(canary)
-		}
-	}
-	if canaryTarget > specReplicas(canary) && otherCanaryScaled(s) {
-		canaryTarget = specReplicas(canary)
-	}
-	out = scaleTo(s, out, st.StableRevision, s.replicas)
-	// The canary shrinks only to what still carries its weight.
-	if st.CanaryRevision != "" && (canaryTarget >= specReplicas(canary) || canaryTarget >= traffic.CanaryReplicas(s.replicas, weight)) {
-		out = scaleTo(s, out, st.CanaryRevision, canaryTarget)
-	}
-	for _, rs := range s.sets {
-		rev := revisionOf(rs)
-		if rev != st.StableRevision && rev != st.CanaryRevision && specReplicas(rs) > 0 && !weighted(rev) {
-			out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: 0})
-		}
-	}
+	out = planGatewayPods(s, out, routeState{stableSel, canarySel, weight}, canaryTarget)
 
 	// 5. Traffic reaches the canary last.
 	if weight < allowed {
