@@ -56,5 +56,5 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 	}).Should(Succeed())
 	eventually(g, c.Events).Should(ConsistOf(vigilv1.ReasonNewRevision, vigilv1.ReasonApplied), "told once each, after the status was stored")
 	synced := "vigil_gitsync_syncs_total{outcome=Success,}"
-	g.Expect(c.Told().Metrics[synced] - start.Metrics[synced]).To(Equal(1.0), "the sync of the reconcile that stored it")
+	g.Expect(c.Told().Metrics[synced]-start.Metrics[synced]).To(Equal(1.0), "the sync of the reconcile that stored it")
 }

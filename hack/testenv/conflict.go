@@ -51,10 +51,14 @@ func NewConflict(key client.ObjectKey) *Conflict {
 }
 
 // Client wraps the manager's client.
-func (c *Conflict) Client(next client.Client) client.Client { return &conflictClient{Client: next, c: c} }
+func (c *Conflict) Client(next client.Client) client.Client {
+	return &conflictClient{Client: next, c: c}
+}
 
 // Reader wraps an uncached reader (the manager's APIReader).
-func (c *Conflict) Reader(next client.Reader) client.Reader { return &conflictReader{Reader: next, c: c} }
+func (c *Conflict) Reader(next client.Reader) client.Reader {
+	return &conflictReader{Reader: next, c: c}
+}
 
 // Recorder wraps the manager's event recorder.
 func (c *Conflict) Recorder(next events.EventRecorder) events.EventRecorder {
