@@ -12,7 +12,10 @@ import (
 	"github.com/vigil-dev/vigil/outcome"
 )
 
-// Outcome of one measurement.
+// Outcome of one measurement, and the verdict of a metric or a whole
+// analysis once it ends (named as the API names them). A verdict is
+// Running until then; a measurement never is. An analysis' Unknown is its
+// Unknown budget spent.
 type Outcome string
 
 const (
@@ -20,6 +23,7 @@ const (
 	Failed       Outcome = "Failed"
 	Inconclusive Outcome = "Inconclusive"
 	Unknown      Outcome = "Unknown"
+	Running      Outcome = "Running"
 )
 
 // Conditions decide a measurement's outcome from Prometheus' answer. CEL

@@ -70,28 +70,28 @@ func TestTallyVerdicts(t *testing.T) {
 		name      string
 		tally     Tally
 		limits    Limits
-		want      Verdict
-		wantFinal Verdict
+		want      Outcome
+		wantFinal Outcome
 	}{
-		{"nothing yet", run(), limits, VerdictRunning, VerdictInconclusive},
-		{"count of successes", run(S, S, S), limits, VerdictSuccessful, VerdictSuccessful},
-		{"unknowns do not count toward count", run(S, U, S, U), limits, VerdictRunning, VerdictInconclusive},
-		{"failures within the limit", run(S, F, S), limits, VerdictSuccessful, VerdictSuccessful},
-		{"failures past the limit", run(F, S, F), limits, VerdictFailed, VerdictFailed},
-		{"one inconclusive past a zero limit", run(S, I), limits, VerdictInconclusive, VerdictInconclusive},
-		{"unknowns within the limit keep running", run(U, U), limits, VerdictRunning, VerdictInconclusive},
-		{"unknowns past the limit", run(S, U, U, U), limits, VerdictUnknown, VerdictUnknown},
-		{"evidence resets the unknown run", run(U, U, S, U, U), limits, VerdictRunning, VerdictInconclusive},
-		{"consecutive successes end it", run(F, S, S), Limits{Failure: 1, Unknown: 2, ConsecutiveSuccess: 2}, VerdictSuccessful, VerdictSuccessful},
-		{"an unknown never passes", run(S, S, U), Limits{Unknown: 5, Count: 2}, VerdictRunning, VerdictInconclusive},
-		{"a zero unknown limit", run(U), Limits{}, VerdictUnknown, VerdictUnknown},
+		{"nothing yet", run(), limits, Running, Inconclusive},
+		{"count of successes", run(S, S, S), limits, Successful, Successful},
+		{"unknowns do not count toward count", run(S, U, S, U), limits, Running, Inconclusive},
+		{"failures within the limit", run(S, F, S), limits, Successful, Successful},
+		{"failures past the limit", run(F, S, F), limits, Failed, Failed},
+		{"one inconclusive past a zero limit", run(S, I), limits, Inconclusive, Inconclusive},
+		{"unknowns within the limit keep running", run(U, U), limits, Running, Inconclusive},
+		{"unknowns past the limit", run(S, U, U, U), limits, Unknown, Unknown},
+		{"evidence resets the unknown run", run(U, U, S, U, U), limits, Running, Inconclusive},
+		{"consecutive successes end it", run(F, S, S), Limits{Failure: 1, Unknown: 2, ConsecutiveSuccess: 2}, Successful, Successful},
+		{"an unknown never passes", run(S, S, U), Limits{Unknown: 5, Count: 2}, Running, Inconclusive},
+		{"a zero unknown limit", run(U), Limits{}, Unknown, Unknown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, msg := tc.tally.Verdict(tc.limits)
 			g.Expect(got).To(Equal(tc.want))
-			if got != VerdictRunning {
+			if got != Running {
 				g.Expect(msg).NotTo(BeEmpty())
 			}
 			final, _ := tc.tally.Final(tc.limits)
@@ -102,11 +102,11 @@ func TestTallyVerdicts(t *testing.T) {
 
 func TestCombineTakesTheWorstVerdict(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(Combine(nil)).To(Equal(VerdictSuccessful))
-	g.Expect(Combine([]Verdict{VerdictSuccessful, VerdictRunning})).To(Equal(VerdictRunning))
-	g.Expect(Combine([]Verdict{VerdictRunning, VerdictUnknown})).To(Equal(VerdictUnknown))
-	g.Expect(Combine([]Verdict{VerdictUnknown, VerdictInconclusive})).To(Equal(VerdictInconclusive))
-	g.Expect(Combine([]Verdict{VerdictInconclusive, VerdictFailed, VerdictSuccessful})).To(Equal(VerdictFailed))
+	g.Expect(Combine(nil)).To(Equal(Successful))
+	g.Expect(Combine([]Outcome{Successful, Running})).To(Equal(Running))
+	g.Expect(Combine([]Outcome{Running, Unknown})).To(Equal(Unknown))
+	g.Expect(Combine([]Outcome{Unknown, Inconclusive})).To(Equal(Inconclusive))
+	g.Expect(Combine([]Outcome{Inconclusive, Failed, Successful})).To(Equal(Failed))
 }
 
 func TestRetryDelayBacksOffUpToTheInterval(t *testing.T) {

@@ -7,18 +7,6 @@ import (
 	"github.com/vigil-dev/vigil/outcome"
 )
 
-// Verdict of a metric or of a whole analysis, named as the API names it.
-type Verdict string
-
-const (
-	VerdictRunning      Verdict = "Running"
-	VerdictSuccessful   Verdict = "Successful"
-	VerdictFailed       Verdict = "Failed"
-	VerdictInconclusive Verdict = "Inconclusive"
-	// VerdictUnknown is the verdict once the Unknown budget is spent.
-	VerdictUnknown Verdict = "Unknown"
-)
-
 // Limits are a metric's budgets. Failure and Inconclusive count all
 // measurements of their outcome; Unknown counts consecutive ones.
 type Limits struct {
@@ -61,43 +49,43 @@ func (t *Tally) Add(o Outcome) {
 // Verdict says what the measurements so far amount to. Past a budget the
 // metric ends with that budget's verdict; it passes only on evidence, never
 // while its last measurement is Unknown.
-func (t Tally) Verdict(l Limits) (Verdict, string) {
+func (t Tally) Verdict(l Limits) (Outcome, string) {
 	switch {
 	case t.Failed > l.Failure:
-		return VerdictFailed, fmt.Sprintf("%d Failed measurements; failureLimit is %d", t.Failed, l.Failure)
+		return Failed, fmt.Sprintf("%d Failed measurements; failureLimit is %d", t.Failed, l.Failure)
 	case t.Inconclusive > l.Inconclusive:
-		return VerdictInconclusive, fmt.Sprintf("%d Inconclusive measurements; inconclusiveLimit is %d", t.Inconclusive, l.Inconclusive)
+		return Inconclusive, fmt.Sprintf("%d Inconclusive measurements; inconclusiveLimit is %d", t.Inconclusive, l.Inconclusive)
 	case t.ConsecutiveUnknown > l.Unknown:
-		return VerdictUnknown, fmt.Sprintf("%d Unknown measurements in a row; unknownLimit is %d", t.ConsecutiveUnknown, l.Unknown)
+		return Unknown, fmt.Sprintf("%d Unknown measurements in a row; unknownLimit is %d", t.ConsecutiveUnknown, l.Unknown)
 	case t.ConsecutiveUnknown > 0:
-		return VerdictRunning, ""
+		return Running, ""
 	case l.ConsecutiveSuccess > 0 && t.ConsecutiveSuccessful >= l.ConsecutiveSuccess:
-		return VerdictSuccessful, fmt.Sprintf("%d Successful measurements in a row", t.ConsecutiveSuccessful)
+		return Successful, fmt.Sprintf("%d Successful measurements in a row", t.ConsecutiveSuccessful)
 	case l.Count > 0 && t.Successful+t.Failed+t.Inconclusive >= l.Count:
-		return VerdictSuccessful, fmt.Sprintf("%d of %d measurements Successful", t.Successful, t.Successful+t.Failed+t.Inconclusive)
+		return Successful, fmt.Sprintf("%d of %d measurements Successful", t.Successful, t.Successful+t.Failed+t.Inconclusive)
 	}
-	return VerdictRunning, ""
+	return Running, ""
 }
 
 // Final is the verdict of a metric whose analysis was stopped: what was
 // measured, where a metric with no evidence yet, or whose last measurement
 // was Unknown, is Inconclusive.
-func (t Tally) Final(l Limits) (Verdict, string) {
+func (t Tally) Final(l Limits) (Outcome, string) {
 	v, msg := t.Verdict(l)
-	if v != VerdictRunning {
+	if v != Running {
 		return v, msg
 	}
 	if t.Successful == 0 || t.ConsecutiveUnknown > 0 {
-		return VerdictInconclusive, "stopped before the metric produced evidence"
+		return Inconclusive, "stopped before the metric produced evidence"
 	}
-	return VerdictSuccessful, fmt.Sprintf("stopped after %d Successful measurements within the budgets", t.Successful)
+	return Successful, fmt.Sprintf("stopped after %d Successful measurements within the budgets", t.Successful)
 }
 
 // Combine is the verdict of an analysis from its metrics' verdicts, dry-run
 // ones left out: any Failed fails it, then Inconclusive, then Unknown; it
 // is Successful once every metric is.
-func Combine(verdicts []Verdict) Verdict {
-	worst := VerdictSuccessful
+func Combine(verdicts []Outcome) Outcome {
+	worst := Successful
 	for _, v := range verdicts {
 		if verdictRank[v] > verdictRank[worst] {
 			worst = v
@@ -107,7 +95,7 @@ func Combine(verdicts []Verdict) Verdict {
 }
 
 // verdictRank orders verdicts from best to worst.
-var verdictRank = map[Verdict]int{VerdictSuccessful: 0, VerdictRunning: 1, VerdictUnknown: 2, VerdictInconclusive: 3, VerdictFailed: 4}
+var verdictRank = map[Outcome]int{Successful: 0, Running: 1, Unknown: 2, Inconclusive: 3, Failed: 4}
 
 // RetryDelay is how long to wait before measuring again after n Unknown
 // measurements in a row: the Unknown backoff from one second (or the

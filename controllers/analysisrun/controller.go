@@ -59,6 +59,16 @@ type Reconciler struct {
 	clients map[string]*analysis.Prometheus
 }
 
+// Reconcile takes the measurements that are due and records them, on the
+// shared skeleton: one status patch with an optimistic lock, and metrics
+// and Events only once it is stored.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return skeleton.Loop[vigilv1.AnalysisRun, *vigilv1.AnalysisRun]{
+		Kind: "AnalysisRun", Reader: r.Client, Writer: r.Client, Recorder: r.Recorder,
+		Status: func(run *vigilv1.AnalysisRun) any { return &run.Status },
+	}.Run(ctx, req, r.reconcileRun)
+}
+
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
@@ -71,16 +81,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&vigilv1.AnalysisRun{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		Complete(r)
-}
-
-// Reconcile takes the measurements that are due and records them, on the
-// shared skeleton: one status patch with an optimistic lock, and metrics
-// and Events only once it is stored.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return skeleton.Loop[vigilv1.AnalysisRun, *vigilv1.AnalysisRun]{
-		Kind: "AnalysisRun", Reader: r.Client, Writer: r.Client, Recorder: r.Recorder,
-		Status: func(run *vigilv1.AnalysisRun) any { return &run.Status },
-	}.Run(ctx, req, r.reconcileRun)
 }
 
 func (r *Reconciler) reconcileRun(ctx context.Context, run *vigilv1.AnalysisRun, notes *skeleton.Notes) (ctrl.Result, error) {
@@ -386,7 +386,7 @@ func limits(m *vigilv1.Metric) analysis.Limits {
 // measured.
 func verdict(run *vigilv1.AnalysisRun) {
 	st := &run.Status
-	var deciding []analysis.Verdict
+	var deciding []analysis.Outcome
 	var worst *vigilv1.MetricResult
 	dryRunning := false
 	for i := range run.Spec.Metrics {
@@ -400,11 +400,11 @@ func verdict(run *vigilv1.AnalysisRun) {
 			dryRunning = dryRunning || !res.Verdict.Finished()
 			continue
 		}
-		deciding = append(deciding, analysis.Verdict(res.Verdict))
+		deciding = append(deciding, analysis.Outcome(res.Verdict))
 	}
 	v := analysis.Combine(deciding)
-	if v == analysis.VerdictSuccessful && dryRunning {
-		v = analysis.VerdictRunning
+	if v == analysis.Successful && dryRunning {
+		v = analysis.Running
 	}
 	for i := range st.MetricResults {
 		res := &st.MetricResults[i]
@@ -414,22 +414,22 @@ func verdict(run *vigilv1.AnalysisRun) {
 	}
 	st.Verdict = vigilv1.AnalysisVerdict(v)
 	switch {
-	case v == analysis.VerdictRunning:
+	case v == analysis.Running:
 		st.Message = "Measuring"
-	case v == analysis.VerdictSuccessful:
+	case v == analysis.Successful:
 		st.Message = "Every metric passed"
 	case worst != nil:
 		st.Message = outcome.Shorten(fmt.Sprintf("metric %s: %s", worst.Name, worst.Message), 1024)
 	}
-	if run.Spec.Terminate && v != analysis.VerdictRunning {
+	if run.Spec.Terminate && v != analysis.Running {
 		st.Message = outcome.Shorten("Terminated; "+st.Message, 1024)
 	}
 	ready := metav1.ConditionFalse
-	if v == analysis.VerdictSuccessful {
+	if v == analysis.Successful {
 		ready = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&st.Conditions.Conditions, metav1.Condition{Type: vigilv1.ConditionReady, Status: ready, Reason: string(v), Message: st.Message, ObservedGeneration: run.Generation})
-	if v == analysis.VerdictRunning {
+	if v == analysis.Running {
 		meta.SetStatusCondition(&st.Conditions.Conditions, metav1.Condition{Type: vigilv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: string(v), Message: st.Message, ObservedGeneration: run.Generation})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions.Conditions, vigilv1.ConditionReconciling)

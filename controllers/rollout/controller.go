@@ -244,26 +244,22 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		setPhase(s, vigilv1.RolloutPhaseBlocked, "%s", st.message)
 		return nil
 	}
-	st, err := r.observe(ctx, s)
-	if err != nil {
-		reconcileErrors.WithLabelValues("Read").Inc()
-		return err
-	}
-	if st != nil {
-		in.stalled = st
-		return nil
-	}
-	h, err := r.gate(ctx, s)
-	if err != nil {
-		reconcileErrors.WithLabelValues("Read").Inc()
-		return err
-	}
-	if h != nil {
-		// No pods for an unverified revision: nothing is decided or
-		// written until the gate opens.
-		in.stalled = h.stalled
-		setPhase(s, h.phase, "%s", h.message)
-		return nil
+	// Observe, then gate: the first phase that holds the Rollout ends the
+	// reconcile before anything is decided or written (no pods for an
+	// unverified revision).
+	for _, phase := range []func(context.Context, *scope) (*hold, error){r.observe, r.gate} {
+		h, err := phase(ctx, s)
+		if err != nil {
+			reconcileErrors.WithLabelValues("Read").Inc()
+			return err
+		}
+		if h != nil {
+			in.stalled = h.stalled
+			if h.phase != "" {
+				setPhase(s, h.phase, "%s", h.message)
+			}
+			return nil
+		}
 	}
 	changes, ev := core(s)
 	if s.decided {
@@ -399,9 +395,9 @@ func unsupported(ro *vigilv1.Rollout, gatewayAPI, verifier bool) *stall {
 	return nil
 }
 
-// observe fills the scope from the cluster. A returned stall means the
-// Rollout cannot go on until someone fixes its input.
-func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
+// observe fills the scope from the cluster. A returned hold (a stall)
+// means the Rollout cannot go on until someone fixes its input.
+func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
 	ro := s.rollout
 	var sets appsv1.ReplicaSetList
 	if err := r.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
@@ -412,7 +408,7 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 		listed = append(listed, &sets.Items[i])
 	}
 	if st, err := s.resolve(listed); st != nil || err != nil {
-		return st, err
+		return stalled(st, err)
 	}
 	c := ro.Spec.Strategy.Canary
 
@@ -427,9 +423,17 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*stall, error) {
 	}
 
 	if tr := c.TrafficRouting; tr != nil && tr.GatewayAPI != nil {
-		return r.observeGateway(ctx, s, tr.GatewayAPI)
+		return stalled(r.observeGateway(ctx, s, tr.GatewayAPI))
 	}
 	return nil, nil
+}
+
+// stalled holds a Rollout whose input is unusable, without a phase of its own.
+func stalled(st *stall, err error) (*hold, error) {
+	if st == nil {
+		return nil, err
+	}
+	return &hold{stalled: st}, err
 }
 
 // resolve fills what the scope derives from the Rollout and its ReplicaSets:

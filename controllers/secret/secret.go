@@ -1,6 +1,7 @@
-// Package secret is the one way Vigil's controllers read a Secret: one at a
-// time, by name, uncached (the controller never lists or watches Secrets),
-// with errors that name the Secret and key and never a value.
+// Package secret is the one way Vigil's controllers read a Secret (and the
+// ConfigMaps that hold trust material the same way): one at a time, by
+// name, uncached (the controller never lists or watches them), with errors
+// that name the object and key and never a value.
 //
 // A Secret or key that does not exist is a Failure (the user's to fix); a
 // read the API server did not answer is Unknown, as skeleton.WriteOutcome
@@ -24,18 +25,42 @@ import (
 // Data reads the Secret ns/name through api (an uncached reader).
 func Data(ctx context.Context, api client.Reader, ns, name string) (map[string][]byte, error) {
 	s := &corev1.Secret{}
-	err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s)
+	if err := read(ctx, api, "Secret", ns, name, s, vigilv1.ReasonSecretNotFound, vigilv1.ReasonSecretUnreadable); err != nil {
+		return nil, err
+	}
+	return s.Data, nil
+}
+
+// ConfigMapKey reads one key of the ConfigMap ns/name, from data or
+// binaryData; an empty value is missing.
+func ConfigMapKey(ctx context.Context, api client.Reader, ns, name, key string) ([]byte, error) {
+	cm := &corev1.ConfigMap{}
+	if err := read(ctx, api, "ConfigMap", ns, name, cm, vigilv1.ReasonConfigMapNotFound, vigilv1.ReasonConfigMapUnreadable); err != nil {
+		return nil, err
+	}
+	if s := cm.Data[key]; s != "" {
+		return []byte(s), nil
+	}
+	if b := cm.BinaryData[key]; len(b) > 0 {
+		return b, nil
+	}
+	return nil, outcome.Failf(vigilv1.ReasonConfigMapKeyMissing, "ConfigMap %s has no key %q", name, key)
+}
+
+// read gets one object: NotFound is a Failure; any other error is what
+// the API server's status says (a 403 is a Failure, a timeout Unknown).
+func read(ctx context.Context, api client.Reader, kind, ns, name string, obj client.Object, notFound, unreadable string) error {
+	err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
 	var status apierrors.APIStatus
 	switch {
 	case err == nil:
-		return s.Data, nil
+		return nil
 	case apierrors.IsNotFound(err):
-		return nil, outcome.Failf(vigilv1.ReasonSecretNotFound, "Secret %s does not exist", name)
+		return outcome.Failf(notFound, "%s %s does not exist", kind, name)
 	case errors.As(err, &status):
-		return nil, &outcome.Error{Result: outcome.HTTPStatus(int(status.Status().Code)), Reason: vigilv1.ReasonSecretUnreadable,
-			Err: fmt.Errorf("reading Secret %s: %w", name, err)}
+		return &outcome.Error{Result: outcome.HTTPStatus(int(status.Status().Code)), Reason: unreadable, Err: fmt.Errorf("reading %s %s: %w", kind, name, err)}
 	}
-	return nil, &outcome.Error{Result: outcome.Classify(err), Reason: vigilv1.ReasonSecretUnreadable, Err: fmt.Errorf("reading Secret %s: %w", name, err)}
+	return &outcome.Error{Result: outcome.Classify(err), Reason: unreadable, Err: fmt.Errorf("reading %s %s: %w", kind, name, err)}
 }
 
 // Key reads one key of the Secret ns/name; an empty value is missing.

@@ -8,14 +8,10 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/secret"
-	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/outcome"
 	"github.com/vigil-dev/vigil/provenance"
@@ -78,25 +74,11 @@ func within(err error, format string, args ...any) error {
 }
 
 func configMapOrSecretKey(ctx context.Context, api client.Reader, ns string, ref vigilv1.ConfigMapOrSecretKeyReference) ([]byte, error) {
-	if ref.Secret != nil {
+	switch {
+	case ref.Secret != nil:
 		return secret.Key(ctx, api, ns, ref.Secret.Name, ref.Secret.Key)
+	case ref.ConfigMap != nil:
+		return secret.ConfigMapKey(ctx, api, ns, ref.ConfigMap.Name, ref.ConfigMap.Key)
 	}
-	if ref.ConfigMap == nil {
-		return nil, outcome.Failf(vigilv1.ReasonPolicyInvalid, "neither a ConfigMap nor a Secret is named")
-	}
-	cm := &corev1.ConfigMap{}
-	if err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.ConfigMap.Name}, cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, outcome.Failf(vigilv1.ReasonConfigMapNotFound, "ConfigMap %s does not exist", ref.ConfigMap.Name)
-		}
-		return nil, &outcome.Error{Result: skeleton.WriteOutcome(err), Reason: vigilv1.ReasonConfigMapUnreadable,
-			Err: fmt.Errorf("reading ConfigMap %s: %w", ref.ConfigMap.Name, err)}
-	}
-	if s, ok := cm.Data[ref.ConfigMap.Key]; ok && s != "" {
-		return []byte(s), nil
-	}
-	if b, ok := cm.BinaryData[ref.ConfigMap.Key]; ok && len(b) > 0 {
-		return b, nil
-	}
-	return nil, outcome.Failf(vigilv1.ReasonConfigMapKeyMissing, "ConfigMap %s has no key %q", ref.ConfigMap.Name, ref.ConfigMap.Key)
+	return nil, outcome.Failf(vigilv1.ReasonPolicyInvalid, "neither a ConfigMap nor a Secret is named")
 }

@@ -52,7 +52,7 @@ func NewConflict(key client.ObjectKey) *Conflict {
 
 // Client wraps the manager's client.
 func (c *Conflict) Client(next client.Client) client.Client {
-	return &conflictClient{Client: next, c: c}
+	return &conflictClient{Client: next, reader: conflictReader{Reader: next, c: c}}
 }
 
 // Reader wraps an uncached reader (the manager's APIReader).
@@ -218,12 +218,11 @@ func value(m *dto.Metric) float64 {
 
 type conflictClient struct {
 	client.Client
-	c *Conflict
+	reader conflictReader
 }
 
 func (w *conflictClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	w.c.read(key)
-	return w.Client.Get(ctx, key, obj, opts...)
+	return w.reader.Get(ctx, key, obj, opts...)
 }
 
 func (w *conflictClient) Status() client.SubResourceWriter {
@@ -236,7 +235,7 @@ type conflictStatus struct {
 }
 
 func (s *conflictStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	return s.w.c.patchStatus(ctx, s.w.Client, obj, func() error { return s.SubResourceWriter.Patch(ctx, obj, patch, opts...) })
+	return s.w.reader.c.patchStatus(ctx, s.w.Client, obj, func() error { return s.SubResourceWriter.Patch(ctx, obj, patch, opts...) })
 }
 
 type conflictReader struct {
