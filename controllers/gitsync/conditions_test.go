@@ -14,65 +14,81 @@ import (
 	"github.com/vigil-dev/vigil/outcome"
 )
 
+// cond is a condition's status and reason; none is an absent condition.
+type cond struct {
+	status metav1.ConditionStatus
+	reason string
+}
+
+var (
+	none         = cond{}
+	testRev      = "0123456789abcdef0123"
+	fetchedOK    = outcome.Outcome{Result: outcome.Success}
+	refusedFetch = outcome.Outcome{Result: outcome.Failure, Reason: gitops.ReasonUnsigned, Message: "commit x is not signed"}
+	unreachable  = outcome.Outcome{Result: outcome.Unknown, Reason: gitops.ReasonUnreachable, Message: "no answer"}
+	someDrift    = []gitops.Drift{{Key: kube.NewResourceKey("", "ConfigMap", "ns", "cm")}}
+	someExtra    = []gitops.Key{kube.NewResourceKey("", "Service", "ns", "old")}
+
+	synced    = cond{metav1.ConditionTrue, vigilv1.ReasonSynced}
+	noDrift   = cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}
+	unsigned  = cond{metav1.ConditionTrue, gitops.ReasonUnsigned}
+	inSync    = report{fetched: fetchedOK, target: testRev, fresh: true, synced: syncInSync, checked: true}
+	succeeded = report{fetched: fetchedOK, target: testRev, fresh: true, synced: syncSucceeded, checked: true}
+)
+
+// conditionCase is the conditions a GitSync had, what a reconcile learned,
+// and the conditions setConditions must make of them.
+type conditionCase struct {
+	name                          string
+	had                           []metav1.Condition
+	rep                           report
+	ready                         cond
+	stalled, reconciling, drifted cond
+}
+
+func with(r report, change func(*report)) report {
+	change(&r)
+	return r
+}
+
+func had(t string, status metav1.ConditionStatus, reason string) []metav1.Condition {
+	return []metav1.Condition{{Type: t, Status: status, Reason: reason, ObservedGeneration: 2}}
+}
+
+var conditionCases = []conditionCase{
+	{"suspended", nil, report{suspended: true}, cond{metav1.ConditionFalse, vigilv1.ReasonSuspended}, none, none, none},
+	{"applied and fresh", nil, inSync, synced, none, none, noDrift},
+	{"a refused commit stalls; the last good one stays applied", nil,
+		with(inSync, func(r *report) { r.fetched, r.fresh = refusedFetch, false }),
+		cond{metav1.ConditionFalse, gitops.ReasonUnsigned}, unsigned, none, noDrift},
+	{"an unreachable server is Unknown, not a failure", nil, report{fetched: unreachable},
+		cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, none, none, none},
+	{"an Unknown fetch leaves an earlier Stalled alone", had(vigilv1.ConditionStalled, metav1.ConditionTrue, gitops.ReasonUnsigned),
+		report{fetched: unreachable}, cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, unsigned, none, none},
+	{"a good fetch ends Stalled", had(vigilv1.ConditionStalled, metav1.ConditionTrue, gitops.ReasonUnsigned), succeeded, synced, none, none, noDrift},
+	{"waves under way", nil, with(inSync, func(r *report) { r.synced, r.syncMessage = syncUnderway, "wave 1" }),
+		cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, none, cond{metav1.ConditionTrue, vigilv1.ReasonSyncing}, noDrift},
+	{"re-applying the last good commit while a newer one is refused stays Stalled, not Reconciling", nil,
+		with(inSync, func(r *report) { r.fetched, r.fresh, r.synced = refusedFetch, false, syncUnderway }),
+		cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, unsigned, none, noDrift},
+	{"a failed sync ends Reconciling", had(vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing),
+		with(inSync, func(r *report) { r.synced, r.syncMessage = syncFailed, "ConfigMap cm: invalid" }),
+		cond{metav1.ConditionFalse, vigilv1.ReasonSyncFailed}, none, none, noDrift},
+	{"drift without selfHeal is reported", nil, with(inSync, func(r *report) { r.drift = someDrift }),
+		synced, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
+	{"objects Git dropped, kept without prune, are drift", nil, with(inSync, func(r *report) { r.extra = someExtra }),
+		synced, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
+	{"healed drift says so", nil, with(succeeded, func(r *report) { r.drift, r.selfHeal, r.healed = someDrift, true, true }),
+		synced, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
+	{"a revert is remembered until new drift", had(vigilv1.ConditionDrifted, metav1.ConditionFalse, vigilv1.ReasonDriftReverted),
+		with(inSync, func(r *report) { r.selfHeal = true }), synced, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
+	{"a sync step that did not run leaves Ready as it was", had(vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced),
+		report{fetched: fetchedOK}, synced, none, none, none},
+}
+
 func TestSetConditions(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	rev := "0123456789abcdef0123"
-	ok := outcome.Outcome{Result: outcome.Success}
-	refused := outcome.Outcome{Result: outcome.Failure, Reason: gitops.ReasonUnsigned, Message: "commit x is not signed"}
-	unreachable := outcome.Outcome{Result: outcome.Unknown, Reason: gitops.ReasonUnreachable, Message: "no answer"}
-	drift := []gitops.Drift{{Key: kube.NewResourceKey("", "ConfigMap", "ns", "cm")}}
-	extra := []gitops.Key{kube.NewResourceKey("", "Service", "ns", "old")}
-	type cond struct {
-		status metav1.ConditionStatus
-		reason string
-	}
-	none := cond{}
-	for _, tc := range []struct {
-		name  string
-		had   []metav1.Condition
-		rep   report
-		ready cond
-		// stalled, reconciling and drifted: none means absent
-		stalled, reconciling, drifted cond
-	}{
-		{"suspended", nil, report{suspended: true}, cond{metav1.ConditionFalse, vigilv1.ReasonSuspended}, none, none, none},
-		{"applied and fresh", nil, report{fetched: ok, target: rev, fresh: true, synced: syncInSync, checked: true},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"a refused commit stalls; the last good one stays applied", nil,
-			report{fetched: refused, target: rev, synced: syncInSync, checked: true},
-			cond{metav1.ConditionFalse, gitops.ReasonUnsigned}, cond{metav1.ConditionTrue, gitops.ReasonUnsigned}, none, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"an unreachable server is Unknown, not a failure", nil, report{fetched: unreachable},
-			cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, none, none, none},
-		{"an Unknown fetch leaves an earlier Stalled alone",
-			[]metav1.Condition{{Type: vigilv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: gitops.ReasonUnsigned}},
-			report{fetched: unreachable}, cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, cond{metav1.ConditionTrue, gitops.ReasonUnsigned}, none, none},
-		{"a good fetch ends Stalled",
-			[]metav1.Condition{{Type: vigilv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: gitops.ReasonUnsigned}},
-			report{fetched: ok, target: rev, fresh: true, synced: syncSucceeded, checked: true},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"waves under way", nil, report{fetched: ok, target: rev, fresh: true, synced: syncUnderway, syncMessage: "wave 1", checked: true},
-			cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, none, cond{metav1.ConditionTrue, vigilv1.ReasonSyncing}, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"re-applying the last good commit while a newer one is refused stays Stalled, not Reconciling", nil,
-			report{fetched: refused, target: rev, synced: syncUnderway, syncMessage: "wave 1", checked: true},
-			cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, cond{metav1.ConditionTrue, gitops.ReasonUnsigned}, none, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"a failed sync ends Reconciling",
-			[]metav1.Condition{{Type: vigilv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: vigilv1.ReasonSyncing}},
-			report{fetched: ok, target: rev, fresh: true, synced: syncFailed, syncMessage: "ConfigMap cm: invalid", checked: true},
-			cond{metav1.ConditionFalse, vigilv1.ReasonSyncFailed}, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}},
-		{"drift without selfHeal is reported", nil, report{fetched: ok, target: rev, fresh: true, synced: syncInSync, checked: true, drift: drift},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
-		{"objects Git dropped, kept without prune, are drift", nil, report{fetched: ok, target: rev, fresh: true, synced: syncInSync, checked: true, extra: extra},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
-		{"healed drift says so", nil, report{fetched: ok, target: rev, fresh: true, synced: syncSucceeded, checked: true, drift: drift, selfHeal: true, healed: true},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
-		{"a revert is remembered until new drift",
-			[]metav1.Condition{{Type: vigilv1.ConditionDrifted, Status: metav1.ConditionFalse, Reason: vigilv1.ReasonDriftReverted}},
-			report{fetched: ok, target: rev, fresh: true, synced: syncInSync, checked: true, selfHeal: true},
-			cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
-		{"a sync step that did not run leaves Ready as it was",
-			[]metav1.Condition{{Type: vigilv1.ConditionReady, Status: metav1.ConditionTrue, Reason: vigilv1.ReasonSynced}},
-			report{fetched: ok}, cond{metav1.ConditionTrue, vigilv1.ReasonSynced}, none, none, none},
-	} {
+	for _, tc := range conditionCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			gs := &vigilv1.GitSync{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
@@ -87,6 +103,9 @@ func TestSetConditions(t *testing.T) {
 				}
 				g.Expect(c).NotTo(BeNil(), typ)
 				g.Expect(cond{c.Status, c.Reason}).To(Equal(want), typ)
+				if h := meta.FindStatusCondition(tc.had, typ); h == nil || *h != *c {
+					g.Expect(c.ObservedGeneration).To(Equal(int64(3)), "%s was set for this generation", typ)
+				}
 			}
 			stalled := meta.IsStatusConditionTrue(gs.Status.Conditions.Conditions, vigilv1.ConditionStalled)
 			reconciling := meta.IsStatusConditionTrue(gs.Status.Conditions.Conditions, vigilv1.ConditionReconciling)

@@ -70,10 +70,7 @@ type refusedWrite struct {
 const maxRefusalMessage = 1024
 
 func (e *refusedWrite) Error() string {
-	msg := e.err.Error()
-	if len(msg) > maxRefusalMessage {
-		msg = msg[:maxRefusalMessage] + "…"
-	}
+	msg := outcome.Shorten(e.err.Error(), maxRefusalMessage)
 	return fmt.Sprintf("The API server refused to %s, and will refuse it again until something changes: %s", e.change, msg)
 }
 

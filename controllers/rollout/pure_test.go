@@ -138,6 +138,15 @@ func TestPlan(t *testing.T) {
 			g.Expect(c.replicas).To(BeZero())
 			g.Expect(find(changes, scaleReplicaSet, "new")).To(BeNil())
 		}},
+		{"pods a shrunk ReplicaSet still counts are not capacity (kube-controller-manager reports them until they are gone)", func() *scope {
+			s := canaryAt(2, time.Second, steps...) // past the last step: the canary wants every replica
+			stable := testRS("old", 1, 1)
+			stable.Status.Replicas, stable.Status.ReadyReplicas, stable.Status.AvailableReplicas = 2, 2, 2 // scaled 2→1, status not yet shrunk
+			s.sets = []*appsv1.ReplicaSet{stable, testRS("new", 4, 3)}
+			return s
+		}, func(g Gomega, changes []change) {
+			g.Expect(find(changes, scaleReplicaSet, "old")).To(BeNil(), "stable's last pod stays until the canary's fourth is available")
+		}},
 		{"a settled promotion plans nothing", func() *scope {
 			s := canaryAt(0, time.Second, steps...)
 			s.rollout.Status.StableRevision, s.rollout.Status.CanaryRevision, s.rollout.Status.CurrentStepIndex = "new", "", nil

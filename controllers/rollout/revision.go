@@ -124,15 +124,15 @@ func specReplicas(rs *appsv1.ReplicaSet) int32 {
 }
 
 // available is how many of the ReplicaSet's pods are available for its
-// current spec; a status older than the spec counts none of the new pods.
+// current spec, never more than the spec: a status older than the spec
+// counts none of the new pods, and pods beyond the spec are being deleted
+// (kube-controller-manager counts them in the status it writes for the
+// new generation until they are gone), so they are no capacity to rely on.
 func available(rs *appsv1.ReplicaSet) int32 {
 	if rs == nil {
 		return 0
 	}
-	if rs.Status.ObservedGeneration < rs.Generation {
-		return min(rs.Status.AvailableReplicas, specReplicas(rs))
-	}
-	return rs.Status.AvailableReplicas
+	return min(rs.Status.AvailableReplicas, specReplicas(rs))
 }
 
 // fullyAvailable tells whether every pod the ReplicaSet wants is available.

@@ -150,9 +150,9 @@ func (r *Reconciler) verifyRevision(ctx context.Context, s *scope, tp *vigilv1.T
 	applied := r.applied(ctx, ro)
 	var msgs []string
 	for _, image := range templateImages(&ro.Spec.Template) {
-		start := time.Now()
+		start := r.Clock.Now()
 		v := r.Verifier.Verify(ctx, provenance.Request{Image: image, Policy: policy, Applied: applied})
-		took := time.Since(start)
+		took := r.Clock.Since(start)
 		s.metric(func() { observeVerdict(v, took) })
 		result := verificationResults[v.Result]
 		out.Images = append(out.Images, vigilv1.VerifiedImage{Image: image, Pinned: v.Pinned, Result: result,
