@@ -120,15 +120,17 @@ func (f *fixture) key2() provenance.Authority {
 	return provenance.Authority{Name: "other", PublicKey: sigtest.NewKey(f.t).PublicPEM}
 }
 
-func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
-	f := newFixture(t, true)
-	keyless := f.sigstore.Identity(subject, issuer)
-	cases := []struct {
-		name    string
-		setup   func() (image string, applied *provenance.Applied)
-		reason  string
-		message string
-	}{{
+// badImage is an image set up to fail verification for one reason.
+type badImage struct {
+	name    string
+	setup   func() (image string, applied *provenance.Applied)
+	reason  string
+	message string
+}
+
+// badSignatures are images whose signatures do not verify.
+func badSignatures(t *testing.T, f *fixture) []badImage {
+	return []badImage{{
 		name:   "unsigned",
 		setup:  func() (string, *provenance.Applied) { return f.image().String(), nil },
 		reason: provenance.ReasonUnsigned, message: "no signature of sha256:",
@@ -158,6 +160,32 @@ func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
 		},
 		reason: provenance.ReasonDigestMismatch, message: "does not match the digest",
 	}, {
+		name: "an old attestation replayed onto a new digest",
+		setup: func() (string, *provenance.Applied) {
+			old, d := f.image(), f.image()
+			sigtest.Sign(t, f.key, d)
+			sigtest.Attest(t, f.key, d, old.DigestStr(), sigtest.SLSA(builder, f.url, f.reviewed))
+			return d.String(), nil
+		},
+		reason: provenance.ReasonSubjectMismatch, message: "made for another image",
+	}, {
+		name: "a certificate used outside its validity window",
+		setup: func() (string, *provenance.Applied) {
+			d := f.image()
+			expired := f.sigstore.Identity(subject, issuer)
+			expired.After = 20 * time.Minute
+			f.release(expired, d, f.reviewed)
+			return d.String(), nil
+		},
+		reason: provenance.ReasonCertificateNotValid, message: "but the log entry was integrated at",
+	}}
+}
+
+// badProvenance are images whose provenance does not bind them to reviewed
+// code, or is missing.
+func badProvenance(t *testing.T, f *fixture) []badImage {
+	keyless := f.sigstore.Identity(subject, issuer)
+	return []badImage{{
 		name: "provenance from a repository not allowed",
 		setup: func() (string, *provenance.Applied) {
 			d := f.image()
@@ -183,25 +211,6 @@ func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
 		},
 		reason: provenance.ReasonCommitNotApplied, message: f.later + " is not the applied revision " + f.reviewed,
 	}, {
-		name: "an old attestation replayed onto a new digest",
-		setup: func() (string, *provenance.Applied) {
-			old, d := f.image(), f.image()
-			sigtest.Sign(t, f.key, d)
-			sigtest.Attest(t, f.key, d, old.DigestStr(), sigtest.SLSA(builder, f.url, f.reviewed))
-			return d.String(), nil
-		},
-		reason: provenance.ReasonSubjectMismatch, message: "made for another image",
-	}, {
-		name: "a certificate used outside its validity window",
-		setup: func() (string, *provenance.Applied) {
-			d := f.image()
-			expired := f.sigstore.Identity(subject, issuer)
-			expired.After = 20 * time.Minute
-			f.release(expired, d, f.reviewed)
-			return d.String(), nil
-		},
-		reason: provenance.ReasonCertificateNotValid, message: "but the log entry was integrated at",
-	}, {
 		name: "signature present but provenance missing",
 		setup: func() (string, *provenance.Applied) {
 			d := f.image()
@@ -219,6 +228,11 @@ func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
 		},
 		reason: provenance.ReasonBuilderNotAllowed, message: `built by "https://laptop.example/me"`,
 	}}
+}
+
+func TestEachBadImageIsBlockedWithItsOwnReason(t *testing.T) {
+	f := newFixture(t, true)
+	cases := append(badSignatures(t, f), badProvenance(t, f)...)
 	seen := map[string]bool{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -109,84 +109,93 @@ func setFirst(path []string, value any, field ...string) func(*unstructured.Unst
 	}
 }
 
+// invalidCase is a sample of kind made invalid by mutate, and the message
+// the API server must refuse it with.
+type invalidCase struct {
+	name    string
+	kind    string
+	mutate  func(*unstructured.Unstructured)
+	message string
+}
+
+var (
+	metricsPath     = []string{"spec", "metrics"}
+	authoritiesPath = []string{"spec", "authorities"}
+)
+
+var invalidCases = []invalidCase{
+	{"step with two actions", "rollout",
+		setStep(0, map[string]any{"setWeight": int64(10), "pause": map[string]any{}}),
+		"a step sets exactly one of setWeight, pause, approval or analysis"},
+	{"weight above 100", "rollout",
+		setStep(0, map[string]any{"setWeight": int64(150)}),
+		"should be less than or equal to 100"},
+	{"no surge and no unavailable", "rollout",
+		func(o *unstructured.Unstructured) {
+			set(int64(0), "spec", "strategy", "canary", "maxSurge")(o)
+			set("0%", "spec", "strategy", "canary", "maxUnavailable")(o)
+		},
+		"maxSurge and maxUnavailable cannot both be zero"},
+	{"negative surge", "rollout", set(int64(-1), "spec", "strategy", "canary", "maxSurge"),
+		"maxSurge must be a non-negative count or a percentage"},
+	{"retry on failure", "rollout", set("Retry", "spec", "rollback", "onFailed"),
+		"onFailed cannot be Retry"},
+	{"pause duration in words", "rollout",
+		setStep(4, map[string]any{"pause": map[string]any{"duration": "5 minutes"}}),
+		"must be a duration such as 30s, 5m or 1h30m"},
+	{"gateway routes to one service", "rollout",
+		set(map[string]any{"gatewayAPI": map[string]any{"httpRoute": "r", "stableService": "s", "canaryService": "s"}},
+			"spec", "strategy", "canary", "trafficRouting"),
+		"stableService and canaryService must be different Services"},
+	{"metric without conditions", "analysistemplate",
+		func(o *unstructured.Unstructured) {
+			items, _, _ := unstructured.NestedSlice(o.Object, metricsPath...)
+			m := items[0].(map[string]any)
+			delete(m, "successCondition")
+			delete(m, "failureCondition")
+			_ = unstructured.SetNestedSlice(o.Object, items, metricsPath...)
+		},
+		"a metric needs a successCondition, a failureCondition, or both"},
+	{"prometheus over ftp", "analysistemplate",
+		setFirst(metricsPath, "ftp://prometheus:9090", "provider", "prometheus", "address"),
+		"address must be an http:// or https:// URL"},
+	{"more consecutive successes than measurements", "clusteranalysistemplate",
+		setFirst(metricsPath, int64(20), "consecutiveSuccessLimit"),
+		"consecutiveSuccessLimit cannot exceed count"},
+	{"branch and commit", "gitsync", set("0123456789abcdef0123456789abcdef01234567", "spec", "ref", "commit"),
+		"ref sets exactly one of branch, tag or commit"},
+	{"path escaping the repository", "gitsync", set("deploy/../../etc", "spec", "path"),
+		"path must be relative to the repository root and may not contain '..'"},
+	{"interval too short", "gitsync", set("1s", "spec", "interval"),
+		"interval must be at least 10s"},
+	{"url that is not a URL", "gitsync", set("file:///etc/passwd", "spec", "url"),
+		"url must be an https://, http://, ssh:// or git:// URL"},
+	{"key and keyless", "trustpolicy",
+		setFirst(authoritiesPath, map[string]any{"secretRef": map[string]any{"name": "k", "key": "cosign.pub"}}, "key"),
+		"an authority sets exactly one of key or keyless"},
+	{"subject and regexp", "trustpolicy",
+		setFirst(authoritiesPath, "ci@example.com", "keyless", "subject"),
+		"keyless sets exactly one of subject or subjectRegExp"},
+	{"reject without reason", "approval",
+		func(o *unstructured.Unstructured) {
+			set("Reject", "spec", "decision")(o)
+			unstructured.RemoveNestedField(o.Object, "spec", "reason")
+		},
+		"a Reject needs a reason"},
+	{"full scope on reject", "approval",
+		func(o *unstructured.Unstructured) {
+			set("Reject", "spec", "decision")(o)
+			set("Full", "spec", "scope")(o)
+		},
+		"scope Full applies only to decision Approve"},
+	{"schedule in words", "rollbackdrill", set("every monday", "spec", "schedule"),
+		"schedule must have five cron fields"},
+	{"finalised without hash", "releaserecord", set(true, "spec", "finalized"),
+		"a finalised ReleaseRecord needs a hash and an outcome"},
+}
+
 func TestInvalidObjectsAreRejectedOnCreate(t *testing.T) {
-	metrics := []string{"spec", "metrics"}
-	authorities := []string{"spec", "authorities"}
-	cases := []struct {
-		name    string
-		kind    string
-		mutate  func(*unstructured.Unstructured)
-		message string
-	}{
-		{"step with two actions", "rollout",
-			setStep(0, map[string]any{"setWeight": int64(10), "pause": map[string]any{}}),
-			"a step sets exactly one of setWeight, pause, approval or analysis"},
-		{"weight above 100", "rollout",
-			setStep(0, map[string]any{"setWeight": int64(150)}),
-			"should be less than or equal to 100"},
-		{"no surge and no unavailable", "rollout",
-			func(o *unstructured.Unstructured) {
-				set(int64(0), "spec", "strategy", "canary", "maxSurge")(o)
-				set("0%", "spec", "strategy", "canary", "maxUnavailable")(o)
-			},
-			"maxSurge and maxUnavailable cannot both be zero"},
-		{"negative surge", "rollout", set(int64(-1), "spec", "strategy", "canary", "maxSurge"),
-			"maxSurge must be a non-negative count or a percentage"},
-		{"retry on failure", "rollout", set("Retry", "spec", "rollback", "onFailed"),
-			"onFailed cannot be Retry"},
-		{"pause duration in words", "rollout",
-			setStep(4, map[string]any{"pause": map[string]any{"duration": "5 minutes"}}),
-			"must be a duration such as 30s, 5m or 1h30m"},
-		{"gateway routes to one service", "rollout",
-			set(map[string]any{"gatewayAPI": map[string]any{"httpRoute": "r", "stableService": "s", "canaryService": "s"}},
-				"spec", "strategy", "canary", "trafficRouting"),
-			"stableService and canaryService must be different Services"},
-		{"metric without conditions", "analysistemplate",
-			func(o *unstructured.Unstructured) {
-				items, _, _ := unstructured.NestedSlice(o.Object, metrics...)
-				m := items[0].(map[string]any)
-				delete(m, "successCondition")
-				delete(m, "failureCondition")
-				_ = unstructured.SetNestedSlice(o.Object, items, metrics...)
-			},
-			"a metric needs a successCondition, a failureCondition, or both"},
-		{"prometheus over ftp", "analysistemplate",
-			setFirst(metrics, "ftp://prometheus:9090", "provider", "prometheus", "address"),
-			"address must be an http:// or https:// URL"},
-		{"more consecutive successes than measurements", "clusteranalysistemplate",
-			setFirst(metrics, int64(20), "consecutiveSuccessLimit"),
-			"consecutiveSuccessLimit cannot exceed count"},
-		{"branch and commit", "gitsync", set("0123456789abcdef0123456789abcdef01234567", "spec", "ref", "commit"),
-			"ref sets exactly one of branch, tag or commit"},
-		{"path escaping the repository", "gitsync", set("deploy/../../etc", "spec", "path"),
-			"path must be relative to the repository root and may not contain '..'"},
-		{"interval too short", "gitsync", set("1s", "spec", "interval"),
-			"interval must be at least 10s"},
-		{"url that is not a URL", "gitsync", set("file:///etc/passwd", "spec", "url"),
-			"url must be an https://, http://, ssh:// or git:// URL"},
-		{"key and keyless", "trustpolicy",
-			setFirst(authorities, map[string]any{"secretRef": map[string]any{"name": "k", "key": "cosign.pub"}}, "key"),
-			"an authority sets exactly one of key or keyless"},
-		{"subject and regexp", "trustpolicy",
-			setFirst(authorities, "ci@example.com", "keyless", "subject"),
-			"keyless sets exactly one of subject or subjectRegExp"},
-		{"reject without reason", "approval",
-			func(o *unstructured.Unstructured) {
-				set("Reject", "spec", "decision")(o)
-				unstructured.RemoveNestedField(o.Object, "spec", "reason")
-			},
-			"a Reject needs a reason"},
-		{"full scope on reject", "approval",
-			func(o *unstructured.Unstructured) {
-				set("Reject", "spec", "decision")(o)
-				set("Full", "spec", "scope")(o)
-			},
-			"scope Full applies only to decision Approve"},
-		{"schedule in words", "rollbackdrill", set("every monday", "spec", "schedule"),
-			"schedule must have five cron fields"},
-		{"finalised without hash", "releaserecord", set(true, "spec", "finalized"),
-			"a finalised ReleaseRecord needs a hash and an outcome"},
-	}
+	cases := invalidCases
 	ns := namespace(t)
 	kinds := map[string]bool{}
 	for _, tc := range cases {

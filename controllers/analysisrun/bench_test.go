@@ -59,32 +59,7 @@ func benchmarkRuns(b *testing.B, coalesce bool) {
 	ctx := context.Background()
 	unknown0 := testutil.ToFloat64(measurements.WithLabelValues(provider, string(analysis.Unknown)))
 	start := time.Now()
-	for i := range benchRuns {
-		run := &vigilv1.AnalysisRun{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("run-%03d", i)},
-			Spec: vigilv1.AnalysisRunSpec{
-				Metrics: []vigilv1.Metric{m},
-				Args:    []vigilv1.AnalysisArgument{{Name: "service", Value: "healthy"}},
-			},
-		}
-		if err := k8s.Create(ctx, run); err != nil {
-			b.Fatal(err)
-		}
-	}
-	// Wait until every run has measured once, then watch whole windows.
-	NewWithT(b).Eventually(func() int {
-		var list vigilv1.AnalysisRunList
-		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			return 0
-		}
-		measured := 0
-		for _, run := range list.Items {
-			if len(run.Status.MetricResults) > 0 && len(run.Status.MetricResults[0].Measurements) > 0 {
-				measured++
-			}
-		}
-		return measured
-	}).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Equal(benchRuns))
+	createRuns(b, ns, m)
 	ramp := time.Since(start)
 	// Align to the start of a window, as the coalescer does.
 	<-time.After(time.Until(time.Now().Truncate(benchInterval).Add(benchInterval)))
@@ -112,21 +87,7 @@ func benchmarkRuns(b *testing.B, coalesce bool) {
 	b.ReportMetric(cpu.Seconds()/(benchWindows*benchInterval).Seconds(), "cpu-cores")
 	b.ReportMetric(float64(cpu.Microseconds())/measured, "cpu-µs/measurement")
 	b.ReportMetric(ramp.Seconds(), "s-to-first-measurement")
-	var sample vigilv1.AnalysisRunList
-	if err := k8s.List(ctx, &sample, client.InNamespace(ns), client.Limit(1)); err == nil && len(sample.Items) > 0 {
-		for _, m := range sample.Items[0].Status.MetricResults[0].Measurements {
-			if m.Outcome == vigilv1.MeasurementUnknown {
-				b.Logf("an Unknown measurement: %s", m.Reason)
-				break
-			}
-		}
-	}
-	b.ReportMetric(testutil.ToFloat64(measurements.WithLabelValues(provider, string(analysis.Unknown)))-unknown0, "unknown-measurements")
-	for _, cause := range []string{analysis.CauseTimeout, analysis.CauseHTTPError, analysis.CauseTransportError, analysis.CauseNoData} {
-		if n := testutil.ToFloat64(unknowns.WithLabelValues(provider, cause)); n > 0 {
-			b.Logf("Unknown measurements so far caused by %s: %.0f", cause, n)
-		}
-	}
+	reportUnknowns(b, ns, unknown0)
 }
 
 func totalMeasurements() float64 {
@@ -144,4 +105,57 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// createRuns creates benchRuns runs of m and waits until each has measured
+// once.
+func createRuns(b *testing.B, ns string, m vigilv1.Metric) {
+	ctx := context.Background()
+	for i := range benchRuns {
+		run := &vigilv1.AnalysisRun{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("run-%03d", i)},
+			Spec: vigilv1.AnalysisRunSpec{
+				Metrics: []vigilv1.Metric{m},
+				Args:    []vigilv1.AnalysisArgument{{Name: "service", Value: "healthy"}},
+			},
+		}
+		if err := k8s.Create(ctx, run); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Wait until every run has measured once, then watch whole windows.
+	NewWithT(b).Eventually(func() int {
+		var list vigilv1.AnalysisRunList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return 0
+		}
+		measured := 0
+		for _, run := range list.Items {
+			if len(run.Status.MetricResults) > 0 && len(run.Status.MetricResults[0].Measurements) > 0 {
+				measured++
+			}
+		}
+		return measured
+	}).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Equal(benchRuns))
+}
+
+// reportUnknowns reports the Unknown measurements since unknown0, with one
+// example and the causes seen.
+func reportUnknowns(b *testing.B, ns string, unknown0 float64) {
+	ctx := context.Background()
+	var sample vigilv1.AnalysisRunList
+	if err := k8s.List(ctx, &sample, client.InNamespace(ns), client.Limit(1)); err == nil && len(sample.Items) > 0 {
+		for _, m := range sample.Items[0].Status.MetricResults[0].Measurements {
+			if m.Outcome == vigilv1.MeasurementUnknown {
+				b.Logf("an Unknown measurement: %s", m.Reason)
+				break
+			}
+		}
+	}
+	b.ReportMetric(testutil.ToFloat64(measurements.WithLabelValues(provider, string(analysis.Unknown)))-unknown0, "unknown-measurements")
+	for _, cause := range []string{analysis.CauseTimeout, analysis.CauseHTTPError, analysis.CauseTransportError, analysis.CauseNoData} {
+		if n := testutil.ToFloat64(unknowns.WithLabelValues(provider, cause)); n > 0 {
+			b.Logf("Unknown measurements so far caused by %s: %.0f", cause, n)
+		}
+	}
 }

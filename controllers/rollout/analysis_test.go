@@ -228,19 +228,7 @@ func TestPrometheusOutagePausesThenContinuesAfterApproval(t *testing.T) {
 
 			// Unknown measurements spend the budget, then the default
 			// onUnknownExhausted (Pause) waits for a person.
-			var cur *vigilv1.Rollout
-			g.Eventually(func(g Gomega) {
-				cur = get(g, ro)
-				g.Expect(cur.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
-				g.Expect(cur.Status.PendingApproval).NotTo(BeNil())
-			}, 30*time.Second, 50*time.Millisecond).Should(Succeed())
-			g.Expect(cur.Status.PendingApproval.Step).To(Equal(int32(1)))
-			g.Expect(cur.Status.Analysis.Verdict).To(Equal(vigilv1.AnalysisUnknown))
-			g.Expect(cur.Status.Message).To(ContainSubstring("3 Unknown measurements in a row; unknownLimit is 2"))
-			for _, m := range cur.Status.Analysis.Measurements {
-				g.Expect(m.Outcome).To(Equal(vigilv1.MeasurementUnknown))
-			}
-			g.Expect(cur.Status.Rollback).To(BeNil(), "Unknown is not a failure")
+			waitPausedOnUnknown(t, ro)
 
 			// Nothing moves while it waits.
 			g.Consistently(func(g Gomega) {
@@ -263,6 +251,25 @@ func TestPrometheusOutagePausesThenContinuesAfterApproval(t *testing.T) {
 			g.Expect(violations()).To(BeZero())
 		})
 	}
+}
+
+// waitPausedOnUnknown waits for the analysis of step 1 to spend its
+// Unknown budget and the Rollout to pause for an Approval, not roll back.
+func waitPausedOnUnknown(t *testing.T, ro *vigilv1.Rollout) {
+	g := NewWithT(t)
+	var cur *vigilv1.Rollout
+	g.Eventually(func(g Gomega) {
+		cur = get(g, ro)
+		g.Expect(cur.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
+		g.Expect(cur.Status.PendingApproval).NotTo(BeNil())
+	}, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(cur.Status.PendingApproval.Step).To(Equal(int32(1)))
+	g.Expect(cur.Status.Analysis.Verdict).To(Equal(vigilv1.AnalysisUnknown))
+	g.Expect(cur.Status.Message).To(ContainSubstring("3 Unknown measurements in a row; unknownLimit is 2"))
+	for _, m := range cur.Status.Analysis.Measurements {
+		g.Expect(m.Outcome).To(Equal(vigilv1.MeasurementUnknown))
+	}
+	g.Expect(cur.Status.Rollback).To(BeNil(), "Unknown is not a failure")
 }
 
 func TestNoDataIsNeverAPass(t *testing.T) {

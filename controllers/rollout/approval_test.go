@@ -104,20 +104,36 @@ func TestRejectMovesTrafficToStableBeforeScalingTheCanaryDown(t *testing.T) {
 		g.Expect(replicaSets(g, ro)[v2].Spec.Replicas).To(HaveValue(Equal(int32(0))))
 	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
 
-	var weightZero, scaledDown int64
-	for _, w := range writes() {
-		if w.kind == "HTTPRoute" && w.canaryWeight == 0 && weightZero == 0 {
-			weightZero = w.resourceVersion
-		}
-		if w.kind == "ReplicaSet" && w.rsName == "web-"+v2 && w.replicas == 0 && scaledDown == 0 {
-			scaledDown = w.resourceVersion
-		}
-	}
+	weightZero, scaledDown := firstWeightZeroAndScaleDown(writes(), "web-"+v2)
 	g.Expect(weightZero).NotTo(BeZero(), "the route's canary weight went to 0")
 	g.Expect(scaledDown).NotTo(BeZero(), "the canary was scaled to 0")
 	g.Expect(weightZero).To(BeNumerically("<", scaledDown), "traffic moved to stable before the canary lost its pods")
 	g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonRollingBack, vigilv1.ReasonRolledBack))
 
+	retryAfterRollback(t, ro, v1, v2)
+}
+
+// firstWeightZeroAndScaleDown are the resourceVersions at which the route's
+// canary weight first went to 0 and the canary ReplicaSet rs first to 0
+// replicas.
+func firstWeightZeroAndScaleDown(writes []written, rs string) (weightZero, scaledDown int64) {
+	for _, w := range writes {
+		if w.kind == "HTTPRoute" && w.canaryWeight == 0 && weightZero == 0 {
+			weightZero = w.resourceVersion
+		}
+		if w.kind == "ReplicaSet" && w.rsName == rs && w.replicas == 0 && scaledDown == 0 {
+			scaledDown = w.resourceVersion
+		}
+	}
+	return weightZero, scaledDown
+}
+
+// retryAfterRollback approves the rolled-back revision v2 at step 0, which
+// retries it from step 0, then at its approval step, and sees it promoted
+// behind the router.
+func retryAfterRollback(t *testing.T, ro *vigilv1.Rollout, v1, v2 string) {
+	g := NewWithT(t)
+	ns := ro.Namespace
 	// Approving the rolled-back revision at step 0 retries it from step 0.
 	approve(t, ro, "retry", v2, 0, vigilv1.ApprovalApprove)
 	g.Eventually(func(g Gomega) {

@@ -51,6 +51,23 @@ func TestFourStepCanaryPromotesByReplicaRatio(t *testing.T) {
 	g.Expect(v2).NotTo(Equal(v1.Status.StableRevision))
 
 	By("step 1 pauses 2s, then step 2 waits for an approval")
+	waitForApprovalAfterPause(t, ro, v2)
+	approve(t, ro, "go-ahead", v2, 2, vigilv1.ApprovalApprove)
+	v2ro := waitPromoted(t, ro, 30*time.Second)
+	g.Expect(v2ro.Status.StableRevision).To(Equal(v2))
+	g.Expect(v2ro.Status.CanaryWeight).To(Equal(int32(0)))
+	g.Expect(v2ro.Status.StableWeight).To(Equal(int32(100)))
+	g.Expect(v2ro.Status.History).NotTo(BeEmpty())
+	g.Expect(v2ro.Status.History[0].Revision).To(Equal(v2))
+	g.Expect(v2ro.Status.History[0].Outcome).To(Equal(vigilv1.RolloutPhasePromoted))
+
+	checkPromotedByRatio(t, ro, v1.Status.StableRevision, v2)
+}
+
+// waitForApprovalAfterPause waits for step 1 (a 2s pause) and then step 2
+// (an approval) of canary v2, and checks the pause lasted its time.
+func waitForApprovalAfterPause(t *testing.T, ro *vigilv1.Rollout, v2 string) {
+	g := NewWithT(t)
 	var pauseStarted time.Time
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ro)
@@ -68,19 +85,17 @@ func TestFourStepCanaryPromotesByReplicaRatio(t *testing.T) {
 	g.Expect(waiting.Status.CurrentStepStartedAt.Time).To(BeTemporally(">=", pauseStarted.Add(2*time.Second)),
 		"step 2 began no sooner than 2s after the pause began")
 
-	approve(t, ro, "go-ahead", v2, 2, vigilv1.ApprovalApprove)
-	v2ro := waitPromoted(t, ro, 30*time.Second)
-	g.Expect(v2ro.Status.StableRevision).To(Equal(v2))
-	g.Expect(v2ro.Status.CanaryWeight).To(Equal(int32(0)))
-	g.Expect(v2ro.Status.StableWeight).To(Equal(int32(100)))
-	g.Expect(v2ro.Status.History).NotTo(BeEmpty())
-	g.Expect(v2ro.Status.History[0].Revision).To(Equal(v2))
-	g.Expect(v2ro.Status.History[0].Outcome).To(Equal(vigilv1.RolloutPhasePromoted))
+}
 
+// checkPromotedByRatio checks what promoting v2 over v1 left: the
+// ReplicaSets, the used Approval and the Events.
+func checkPromotedByRatio(t *testing.T, ro *vigilv1.Rollout, v1, v2 string) {
+	g := NewWithT(t)
+	ns := ro.Namespace
 	sets := replicaSets(g, ro)
 	g.Expect(sets).To(HaveLen(2), "no duplicate ReplicaSet")
 	g.Expect(sets[v2].Spec.Replicas).To(HaveValue(Equal(int32(5))))
-	g.Expect(sets[v1.Status.StableRevision].Spec.Replicas).To(HaveValue(Equal(int32(0))), "the old revision is scaled down")
+	g.Expect(sets[v1].Spec.Replicas).To(HaveValue(Equal(int32(0))), "the old revision is scaled down")
 	g.Expect(sets[v2].Annotations[vigilv1.AnnotationRevision]).To(Equal("2"))
 	g.Expect(sets[v2].OwnerReferences[0].Name).To(Equal("shop"))
 

@@ -37,135 +37,143 @@ func approval(name, revision string, step int32, d vigilv1.ApprovalDecision, age
 	}
 }
 
-func TestDecide(t *testing.T) {
-	steps := []vigilv1.CanaryStep{weightStep(20), pauseStep("2s"), approvalStep(), weightStep(60)}
-	for _, tc := range []struct {
-		name      string
-		scope     func() *scope
-		converged bool
-		want      func(g Gomega, s *scope)
-	}{
-		{"the first revision becomes stable at once", func() *scope {
-			s := canaryAt(0, 0, steps...)
-			s.rollout.Status = vigilv1.RolloutStatus{}
-			return s
-		}, false, func(g Gomega, s *scope) {
-			g.Expect(s.rollout.Status.StableRevision).To(Equal("new"))
-			g.Expect(s.decided).To(BeTrue())
+// decideSteps are the steps of every TestDecide case.
+var decideSteps = []vigilv1.CanaryStep{weightStep(20), pauseStep("2s"), approvalStep(), weightStep(60)}
+
+// decideCase is a scope, whether the world reached what its status asks,
+// and what decide must make of it.
+type decideCase struct {
+	name      string
+	scope     func() *scope
+	converged bool
+	want      func(g Gomega, s *scope)
+}
+
+var decideCases = []decideCase{
+	{"the first revision becomes stable at once", func() *scope {
+		s := canaryAt(0, 0, decideSteps...)
+		s.rollout.Status = vigilv1.RolloutStatus{}
+		return s
+	}, false, func(g Gomega, s *scope) {
+		g.Expect(s.rollout.Status.StableRevision).To(Equal("new"))
+		g.Expect(s.decided).To(BeTrue())
+	}},
+	{"a new template starts a canary at step 0", func() *scope {
+		s := canaryAt(3, time.Minute, decideSteps...)
+		s.revision = "newer"
+		return s
+	}, true, func(g Gomega, s *scope) {
+		g.Expect(s.rollout.Status.CanaryRevision).To(Equal("newer"))
+		g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
+		g.Expect(s.rollout.Status.CurrentStepStartedAt.Time).To(Equal(t0))
+		g.Expect(s.decided).To(BeTrue())
+	}},
+	{"setWeight passes once pods and traffic are in place", func() *scope { return canaryAt(0, time.Second, decideSteps...) }, true,
+		func(g Gomega, s *scope) {
+			g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)))
+			g.Expect(s.advancedFrom).To(BeZero())
 		}},
-		{"a new template starts a canary at step 0", func() *scope {
-			s := canaryAt(3, time.Minute, steps...)
-			s.revision = "newer"
-			return s
-		}, true, func(g Gomega, s *scope) {
-			g.Expect(s.rollout.Status.CanaryRevision).To(Equal("newer"))
+	{"setWeight waits for its pods", func() *scope { return canaryAt(0, time.Second, decideSteps...) }, false,
+		func(g Gomega, s *scope) {
 			g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
-			g.Expect(s.rollout.Status.CurrentStepStartedAt.Time).To(Equal(t0))
-			g.Expect(s.decided).To(BeTrue())
-		}},
-		{"setWeight passes once pods and traffic are in place", func() *scope { return canaryAt(0, time.Second, steps...) }, true,
-			func(g Gomega, s *scope) {
-				g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)))
-				g.Expect(s.advancedFrom).To(BeZero())
-			}},
-		{"setWeight waits for its pods", func() *scope { return canaryAt(0, time.Second, steps...) }, false,
-			func(g Gomega, s *scope) {
-				g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
-				g.Expect(s.decided).To(BeFalse())
-				g.Expect(s.requeueAfter).To(BeNumerically(">", 0), "a timer for the progress deadline")
-			}},
-		{"a step past the progress deadline rolls back", func() *scope { return canaryAt(0, 11*time.Minute, steps...) }, false,
-			func(g Gomega, s *scope) {
-				g.Expect(s.rollout.Status.Rollback).NotTo(BeNil())
-				g.Expect(s.rollout.Status.Rollback.Trigger).To(Equal(vigilv1.RollbackTriggerProgressDeadline))
-				g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhaseRollingBack))
-			}},
-		{"a pause holds until its time is up", func() *scope { return canaryAt(1, time.Second, steps...) }, true,
-			func(g Gomega, s *scope) {
-				g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)))
-				g.Expect(s.requeueAfter).To(Equal(time.Second))
-				g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
-			}},
-		{"a pause passes when its time is up", func() *scope { return canaryAt(1, 2*time.Second, steps...) }, true,
-			func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
-		{"an approval step waits and says what for", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			s.approvals = []vigilv1.Approval{
-				approval("other-step", "new", 1, vigilv1.ApprovalApprove, time.Second),
-				approval("other-revision", "old", 2, vigilv1.ApprovalApprove, time.Second),
-				approval("expired", "new", 2, vigilv1.ApprovalApprove, 2*time.Hour),
-			}
-			return s
-		}, true, func(g Gomega, s *scope) {
-			g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2)))
-			g.Expect(s.rollout.Status.PendingApproval).To(HaveField("Revision", "new"))
-			g.Expect(s.rollout.Status.PendingApproval).To(HaveField("Step", int32(2)))
-			g.Expect(s.rollout.Status.UsedApprovals).To(BeEmpty())
-		}},
-		{"an approval of this revision and step passes it and is used", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
-			return s
-		}, true, func(g Gomega, s *scope) {
-			g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(3)))
-			g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("yes"))
-		}},
-		{"an approval already used counts no more", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
-			s.rollout.Status.UsedApprovals = []string{"yes"}
-			return s
-		}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
-		{"scope Full skips the remaining steps", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			a := approval("all", "new", 2, vigilv1.ApprovalApprove, time.Second)
-			a.Spec.Scope = vigilv1.ApprovalScopeFull
-			s.approvals = []vigilv1.Approval{a}
-			return s
-		}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(4))) }},
-		{"a Reject rolls back even before pods are ready", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.approvals = []vigilv1.Approval{approval("no", "new", 0, vigilv1.ApprovalReject, time.Second)}
-			return s
-		}, false, func(g Gomega, s *scope) {
-			g.Expect(s.rollout.Status.Rollback).To(HaveField("Trigger", vigilv1.RollbackTriggerRejected))
-			g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("no"))
-		}},
-		{"after the last step the canary is promoted", func() *scope { return canaryAt(4, time.Second, steps...) }, true,
-			func(g Gomega, s *scope) {
-				g.Expect(s.rollout.Status.StableRevision).To(Equal("new"))
-				g.Expect(s.rollout.Status.CanaryRevision).To(BeEmpty())
-				g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePromoted))
-				g.Expect(s.rollout.Status.History[0].Outcome).To(Equal(vigilv1.RolloutPhasePromoted))
-			}},
-		{"spec.paused stops every decision", func() *scope {
-			s := canaryAt(0, 11*time.Minute, steps...)
-			s.rollout.Spec.Paused = true
-			return s
-		}, false, func(g Gomega, s *scope) {
 			g.Expect(s.decided).To(BeFalse())
+			g.Expect(s.requeueAfter).To(BeNumerically(">", 0), "a timer for the progress deadline")
+		}},
+	{"a step past the progress deadline rolls back", func() *scope { return canaryAt(0, 11*time.Minute, decideSteps...) }, false,
+		func(g Gomega, s *scope) {
+			g.Expect(s.rollout.Status.Rollback).NotTo(BeNil())
+			g.Expect(s.rollout.Status.Rollback.Trigger).To(Equal(vigilv1.RollbackTriggerProgressDeadline))
+			g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhaseRollingBack))
+		}},
+	{"a pause holds until its time is up", func() *scope { return canaryAt(1, time.Second, decideSteps...) }, true,
+		func(g Gomega, s *scope) {
+			g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)))
+			g.Expect(s.requeueAfter).To(Equal(time.Second))
 			g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
 		}},
-		{"only an approval made after a rollback retries the revision", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
-			s.approvals = []vigilv1.Approval{approval("before", "new", 0, vigilv1.ApprovalApprove, 2*time.Minute)}
-			return s
-		}, true, func(g Gomega, s *scope) {
-			g.Expect(s.rollout.Status.Rollback).NotTo(BeNil())
-			g.Expect(s.decided).To(BeFalse())
+	{"a pause passes when its time is up", func() *scope { return canaryAt(1, 2*time.Second, decideSteps...) }, true,
+		func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
+	{"an approval step waits and says what for", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.approvals = []vigilv1.Approval{
+			approval("other-step", "new", 1, vigilv1.ApprovalApprove, time.Second),
+			approval("other-revision", "old", 2, vigilv1.ApprovalApprove, time.Second),
+			approval("expired", "new", 2, vigilv1.ApprovalApprove, 2*time.Hour),
+		}
+		return s
+	}, true, func(g Gomega, s *scope) {
+		g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2)))
+		g.Expect(s.rollout.Status.PendingApproval).To(HaveField("Revision", "new"))
+		g.Expect(s.rollout.Status.PendingApproval).To(HaveField("Step", int32(2)))
+		g.Expect(s.rollout.Status.UsedApprovals).To(BeEmpty())
+	}},
+	{"an approval of this revision and step passes it and is used", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
+		return s
+	}, true, func(g Gomega, s *scope) {
+		g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(3)))
+		g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("yes"))
+	}},
+	{"an approval already used counts no more", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
+		s.rollout.Status.UsedApprovals = []string{"yes"}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
+	{"scope Full skips the remaining steps", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		a := approval("all", "new", 2, vigilv1.ApprovalApprove, time.Second)
+		a.Spec.Scope = vigilv1.ApprovalScopeFull
+		s.approvals = []vigilv1.Approval{a}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(4))) }},
+	{"a Reject rolls back even before pods are ready", func() *scope {
+		s := canaryAt(0, time.Second, decideSteps...)
+		s.approvals = []vigilv1.Approval{approval("no", "new", 0, vigilv1.ApprovalReject, time.Second)}
+		return s
+	}, false, func(g Gomega, s *scope) {
+		g.Expect(s.rollout.Status.Rollback).To(HaveField("Trigger", vigilv1.RollbackTriggerRejected))
+		g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("no"))
+	}},
+	{"after the last step the canary is promoted", func() *scope { return canaryAt(4, time.Second, decideSteps...) }, true,
+		func(g Gomega, s *scope) {
+			g.Expect(s.rollout.Status.StableRevision).To(Equal("new"))
+			g.Expect(s.rollout.Status.CanaryRevision).To(BeEmpty())
+			g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePromoted))
+			g.Expect(s.rollout.Status.History[0].Outcome).To(Equal(vigilv1.RolloutPhasePromoted))
 		}},
-		{"an approval of step 0 after a rollback retries from step 0", func() *scope {
-			s := canaryAt(2, time.Minute, steps...)
-			s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
-			s.approvals = []vigilv1.Approval{approval("again", "new", 0, vigilv1.ApprovalApprove, time.Second)}
-			return s
-		}, true, func(g Gomega, s *scope) {
-			g.Expect(s.rollout.Status.Rollback).To(BeNil())
-			g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
-			g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("again"))
-		}},
-	} {
+	{"spec.paused stops every decision", func() *scope {
+		s := canaryAt(0, 11*time.Minute, decideSteps...)
+		s.rollout.Spec.Paused = true
+		return s
+	}, false, func(g Gomega, s *scope) {
+		g.Expect(s.decided).To(BeFalse())
+		g.Expect(s.rollout.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
+	}},
+	{"only an approval made after a rollback retries the revision", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
+		s.approvals = []vigilv1.Approval{approval("before", "new", 0, vigilv1.ApprovalApprove, 2*time.Minute)}
+		return s
+	}, true, func(g Gomega, s *scope) {
+		g.Expect(s.rollout.Status.Rollback).NotTo(BeNil())
+		g.Expect(s.decided).To(BeFalse())
+	}},
+	{"an approval of step 0 after a rollback retries from step 0", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
+		s.approvals = []vigilv1.Approval{approval("again", "new", 0, vigilv1.ApprovalApprove, time.Second)}
+		return s
+	}, true, func(g Gomega, s *scope) {
+		g.Expect(s.rollout.Status.Rollback).To(BeNil())
+		g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
+		g.Expect(s.rollout.Status.UsedApprovals).To(ConsistOf("again"))
+	}},
+}
+
+func TestDecide(t *testing.T) {
+	for _, tc := range decideCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.scope()
 			decide(s, evidence{reached: tc.converged, missing: "the test says so"})

@@ -329,19 +329,8 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	kubelet(t, ns, nil)
-	var mu sync.Mutex
-	var requests []string
-	counting := false
-	startManager(t, func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-			mu.Lock()
-			if counting && r.URL.Query().Get("watch") != "true" {
-				requests = append(requests, r.Method+" "+r.URL.Path)
-			}
-			mu.Unlock()
-			return rt.RoundTrip(r)
-		})
-	})
+	requests := &requestLog{}
+	startManager(t, requests.wrap)
 	ro := newRollout(ns, "huge", 2, "huge:v1", weightStep(50))
 	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	waitPromoted(t, ro, 20*time.Second)
@@ -365,26 +354,13 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 	// Within one reconcile: the status stored right after the one that
 	// started the canary (a decision is stored before it is acted on) is
 	// already Stalled.
-	var statuses []vigilv1.RolloutStatus
-	st.replay(func(changed client.Object, _ *world) {
-		if o, ok := changed.(*vigilv1.Rollout); ok && o.Status.CanaryRevision != "" {
-			if n := len(statuses); n == 0 || !equality.Semantic.DeepEqual(statuses[n-1], o.Status) {
-				statuses = append(statuses, o.Status)
-			}
-		}
-	})
+	statuses := canaryStatuses(st)
 	g.Expect(len(statuses)).To(BeNumerically(">=", 2))
 	g.Expect(statuses[0].Conditions.Conditions).NotTo(ContainElement(HaveField("Reason", vigilv1.ReasonWriteRefused)), "the canary's start")
 	g.Expect(meta.FindStatusCondition(statuses[1].Conditions.Conditions, vigilv1.ConditionStalled)).To(HaveField("Reason", vigilv1.ReasonWriteRefused), "the next stored status, one reconcile later")
 
-	mu.Lock()
-	counting = true
-	mu.Unlock()
-	made := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(requests)
-	}
+	requests.start()
+	made := requests.made
 	g.Consistently(func(g Gomega) {
 		g.Expect(len(made())).To(BeNumerically("<=", 4), "no hot retry: %v", made())
 	}, 3*time.Second, 100*time.Millisecond).Should(Succeed())
@@ -399,6 +375,51 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 		g.Expect(k8s.Update(context.Background(), cur)).To(Succeed())
 	}).Should(Succeed())
 	waitPromoted(t, ro, 20*time.Second)
+}
+
+// canaryStatuses are the distinct statuses stored of a Rollout with a
+// canary, in the order they were stored.
+func canaryStatuses(st *stored) []vigilv1.RolloutStatus {
+	var statuses []vigilv1.RolloutStatus
+	st.replay(func(changed client.Object, _ *world) {
+		if o, ok := changed.(*vigilv1.Rollout); ok && o.Status.CanaryRevision != "" {
+			if n := len(statuses); n == 0 || !equality.Semantic.DeepEqual(statuses[n-1], o.Status) {
+				statuses = append(statuses, o.Status)
+			}
+		}
+	})
+	return statuses
+}
+
+// requestLog records the requests (not watches) a manager sends once
+// started.
+type requestLog struct {
+	mu       sync.Mutex
+	counting bool
+	requests []string
+}
+
+func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		if l.counting && r.URL.Query().Get("watch") != "true" {
+			l.requests = append(l.requests, r.Method+" "+r.URL.Path)
+		}
+		l.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+func (l *requestLog) start() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.counting = true
+}
+
+func (l *requestLog) made() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.requests)
 }
 
 func TestTwoApprovalsOfOneStepAdvanceItOnceAndEachIsRecorded(t *testing.T) {

@@ -194,41 +194,8 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	for run := 2; crashes < 30 || run <= 3; run++ {
 		rev := canaryRun(t, g, ro, fmt.Sprintf("crashy:v%d", run), 60*time.Second, func(finished func() bool) {
 			for !finished() {
-				// Crash at the n-th write: sometimes before it reaches the
-				// API server, sometimes after it was stored but before the
-				// controller hears back.
-				n, afterWrite := int64(1+rng.IntN(4)), rng.IntN(2) == 0
-				crashed := make(chan struct{})
-				var writes atomic.Int64
-				var once sync.Once
-				var stopNow func()
-				stopNow = startManager(t, func(rt http.RoundTripper) http.RoundTripper {
-					return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-						if !isWrite(r) || writes.Add(1) != n {
-							return rt.RoundTrip(r)
-						}
-						if afterWrite {
-							if resp, err := rt.RoundTrip(r); err == nil {
-								resp.Body.Close()
-							}
-						}
-						once.Do(func() { close(crashed) })
-						return nil, errInjected
-					})
-				})
-				g.Eventually(func() bool {
-					select {
-					case <-crashed:
-						return true
-					default:
-						return finished()
-					}
-				}, 30*time.Second, 10*time.Millisecond).Should(BeTrue())
-				stopNow()
-				select {
-				case <-crashed:
+				if crashAtAWrite(t, rng, finished) {
 					crashes++
-				default:
 				}
 			}
 			startManager(t, nil) // the last restart sees the run to its end
@@ -239,6 +206,46 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	g.Expect(crashes).To(BeNumerically(">=", 30))
 	checkHistory(g, h, revisions, len(acceptanceSteps()))
 	g.Expect(violations()).To(Equal(before), "no invariant was violated")
+}
+
+// crashAtAWrite runs a manager that crashes at its n-th write (n random,
+// 1 to 4): sometimes before the write reaches the API server, sometimes
+// after it was stored but before the controller hears back. It reports
+// whether the crash came before the canary run finished.
+func crashAtAWrite(t *testing.T, rng *rand.Rand, finished func() bool) bool {
+	n, afterWrite := int64(1+rng.IntN(4)), rng.IntN(2) == 0
+	crashed := make(chan struct{})
+	var writes atomic.Int64
+	var once sync.Once
+	stopNow := startManager(t, func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			if !isWrite(r) || writes.Add(1) != n {
+				return rt.RoundTrip(r)
+			}
+			if afterWrite {
+				if resp, err := rt.RoundTrip(r); err == nil {
+					resp.Body.Close()
+				}
+			}
+			once.Do(func() { close(crashed) })
+			return nil, errInjected
+		})
+	})
+	NewWithT(t).Eventually(func() bool {
+		select {
+		case <-crashed:
+			return true
+		default:
+			return finished()
+		}
+	}, 30*time.Second, 10*time.Millisecond).Should(BeTrue())
+	stopNow()
+	select {
+	case <-crashed:
+		return true
+	default:
+		return false
+	}
 }
 
 func TestAmbiguousWritesStillConverge(t *testing.T) {

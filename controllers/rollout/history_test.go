@@ -378,7 +378,30 @@ func weightInForce(steps []vigilv1.CanaryStep, i int32) int32 {
 // observed: a step passes, and a revision is promoted, only on evidence.
 func (c *cluster) checkDecision(t *rapid.T, s *scope, before *vigilv1.RolloutStatus) {
 	after := s.rollout.Status
+	checkStatusConsistent(t, before, &after)
 	steps := s.steps()
+	promoted := before.CanaryRevision != "" && after.StableRevision == before.CanaryRevision && before.StableRevision != before.CanaryRevision
+	from := ptr.Deref(before.CurrentStepIndex, 0)
+	passed := before.CanaryRevision != "" && after.CanaryRevision == before.CanaryRevision && before.Rollback == nil && after.Rollback == nil &&
+		ptr.Deref(after.CurrentStepIndex, 0) > from
+	if !passed && !promoted {
+		return
+	}
+	rev := before.CanaryRevision
+	if promoted && int(from) < len(steps) {
+		t.Fatalf("revision %s promoted at step %d of %d", rev, from, len(steps))
+	}
+	c.checkStepEvidence(t, s, before, rev, from)
+	if promoted {
+		checkBackgroundEvidence(t, s, before, rev)
+		return
+	}
+	checkGate(t, s, before, rev, from)
+}
+
+// checkStatusConsistent checks that a new canary starts with nothing
+// stale, and that approvals and analyses in status are of the canary.
+func checkStatusConsistent(t *rapid.T, before, after *vigilv1.RolloutStatus) {
 	if after.CanaryRevision != "" && after.CanaryRevision != before.CanaryRevision {
 		if after.CurrentStepIndex == nil || *after.CurrentStepIndex != 0 || after.PendingApproval != nil || after.Analysis != nil ||
 			after.BackgroundAnalysis != nil || after.Rollback != nil || after.CanaryWeight != 0 {
@@ -393,17 +416,12 @@ func (c *cluster) checkDecision(t *rapid.T, s *scope, before *vigilv1.RolloutSta
 			t.Fatalf("analysis of revision %s in status while the canary is %s", a.Revision, after.CanaryRevision)
 		}
 	}
-	promoted := before.CanaryRevision != "" && after.StableRevision == before.CanaryRevision && before.StableRevision != before.CanaryRevision
-	from := ptr.Deref(before.CurrentStepIndex, 0)
-	passed := before.CanaryRevision != "" && after.CanaryRevision == before.CanaryRevision && before.Rollback == nil && after.Rollback == nil &&
-		ptr.Deref(after.CurrentStepIndex, 0) > from
-	if !passed && !promoted {
-		return
-	}
-	rev := before.CanaryRevision
-	if promoted && int(from) < len(steps) {
-		t.Fatalf("revision %s promoted at step %d of %d", rev, from, len(steps))
-	}
+}
+
+// checkStepEvidence checks that step from of rev passed with its ready pods
+// and route weight, and with no abandoned revision holding pods.
+func (c *cluster) checkStepEvidence(t *rapid.T, s *scope, before *vigilv1.RolloutStatus, rev string, from int32) {
+	steps := s.steps()
 	weight := weightInForce(steps, from)
 	need := c.share(weight)
 	canary := s.set(rev)
@@ -421,18 +439,27 @@ func (c *cluster) checkDecision(t *rapid.T, s *scope, before *vigilv1.RolloutSta
 			t.Fatalf("step %d of revision %s passed while abandoned revision %s has %d pods (%d ready)", from, rev, r, specReplicas(rs), rs.Status.ReadyReplicas)
 		}
 	}
-	if promoted {
-		if b := before.BackgroundAnalysis; s.rollout.Spec.Strategy.Canary.Analysis != nil {
-			var run *vigilv1.AnalysisRun
-			if b != nil {
-				run = s.runs[b.Run]
-			}
-			if run == nil || len(run.Status.MetricResults) == 0 || run.Status.MetricResults[0].ConsecutiveUnknown > 0 {
-				t.Fatalf("revision %s promoted without background evidence: %+v", rev, run)
-			}
+}
+
+// checkBackgroundEvidence checks that a promotion had background analysis
+// evidence, when the Rollout asks for background analysis.
+func checkBackgroundEvidence(t *rapid.T, s *scope, before *vigilv1.RolloutStatus, rev string) {
+	if b := before.BackgroundAnalysis; s.rollout.Spec.Strategy.Canary.Analysis != nil {
+		var run *vigilv1.AnalysisRun
+		if b != nil {
+			run = s.runs[b.Run]
 		}
-		return
+		if run == nil || len(run.Status.MetricResults) == 0 || run.Status.MetricResults[0].ConsecutiveUnknown > 0 {
+			t.Fatalf("revision %s promoted without background evidence: %+v", rev, run)
+		}
 	}
+}
+
+// checkGate checks that step from of rev passed only through its gate: its
+// pause's time, a Successful analysis, or an unused Approval.
+func checkGate(t *rapid.T, s *scope, before *vigilv1.RolloutStatus, rev string, from int32) {
+	steps := s.steps()
+	after := s.rollout.Status
 	to := *after.CurrentStepIndex
 	step := steps[from]
 	if to != from+1 && !(step.Approval != nil || step.Pause != nil && step.Pause.Duration == nil) {

@@ -75,87 +75,96 @@ func TestConditionsFollowKstatus(t *testing.T) {
 	}
 }
 
-func TestPlan(t *testing.T) {
-	steps := []vigilv1.CanaryStep{weightStep(25), weightStep(50)}
-	find := func(changes []change, kind changeKind, revision string) *change {
-		for i, c := range changes {
-			if c.kind == kind && (c.revision == revision || c.rs != nil && revisionOf(c.rs) == revision) {
-				return &changes[i]
-			}
+// planSteps are the steps of every TestPlan case.
+var planSteps = []vigilv1.CanaryStep{weightStep(25), weightStep(50)}
+
+// findChange is the change of kind to revision's ReplicaSet, or nil.
+func findChange(changes []change, kind changeKind, revision string) *change {
+	for i, c := range changes {
+		if c.kind == kind && (c.revision == revision || c.rs != nil && revisionOf(c.rs) == revision) {
+			return &changes[i]
 		}
-		return nil
 	}
-	for _, tc := range []struct {
-		name  string
-		scope func() *scope
-		want  func(g Gomega, changes []change)
-	}{
-		{"a canary without a ReplicaSet gets one with its share of pods", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4)}
-			return s
-		}, func(g Gomega, changes []change) {
-			c := find(changes, createReplicaSet, "new")
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.replicas).To(Equal(int32(1)), "25% of 4")
-		}},
-		{"stable gives up a pod only once the canary's is ready", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("new", 1, 0)}
-			return s
-		}, func(g Gomega, changes []change) {
-			g.Expect(find(changes, scaleReplicaSet, "old")).To(BeNil())
-		}},
-		{"with the canary's pod ready, stable shrinks to its share", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("new", 1, 1)}
-			return s
-		}, func(g Gomega, changes []change) {
-			c := find(changes, scaleReplicaSet, "old")
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.replicas).To(Equal(int32(3)))
-		}},
-		{"an abandoned canary's share goes back to stable first (surge, nothing unavailable)", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.sets = []*appsv1.ReplicaSet{testRS("old", 3, 3), testRS("older-canary", 1, 1)}
-			return s
-		}, func(g Gomega, changes []change) {
-			c := find(changes, scaleReplicaSet, "old")
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.replicas).To(Equal(int32(4)))
-			g.Expect(find(changes, scaleReplicaSet, "older-canary")).To(BeNil(), "its pod serves until stable's is up")
-			if c := find(changes, createReplicaSet, "new"); c != nil {
-				g.Expect(c.replicas).To(BeZero(), "no pod for the new canary while the abandoned one has pods")
-			}
-		}},
-		{"then the abandoned canary goes to zero before the new one grows", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("older-canary", 1, 1), testRS("new", 0, 0)}
-			return s
-		}, func(g Gomega, changes []change) {
-			c := find(changes, scaleReplicaSet, "older-canary")
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.replicas).To(BeZero())
-			g.Expect(find(changes, scaleReplicaSet, "new")).To(BeNil())
-		}},
-		{"pods a shrunk ReplicaSet still counts are not capacity (kube-controller-manager reports them until they are gone)", func() *scope {
-			s := canaryAt(2, time.Second, steps...) // past the last step: the canary wants every replica
-			stable := testRS("old", 1, 1)
-			stable.Status.Replicas, stable.Status.ReadyReplicas, stable.Status.AvailableReplicas = 2, 2, 2 // scaled 2→1, status not yet shrunk
-			s.sets = []*appsv1.ReplicaSet{stable, testRS("new", 4, 3)}
-			return s
-		}, func(g Gomega, changes []change) {
-			g.Expect(find(changes, scaleReplicaSet, "old")).To(BeNil(), "stable's last pod stays until the canary's fourth is available")
-		}},
-		{"a settled promotion plans nothing", func() *scope {
-			s := canaryAt(0, time.Second, steps...)
-			s.rollout.Status.StableRevision, s.rollout.Status.CanaryRevision, s.rollout.Status.CurrentStepIndex = "new", "", nil
-			s.sets = []*appsv1.ReplicaSet{testRS("new", 4, 4)}
-			return s
-		}, func(g Gomega, changes []change) {
-			g.Expect(changes).To(BeEmpty())
-		}},
-	} {
+	return nil
+}
+
+// planCase is a scope and what plan must make of it.
+type planCase struct {
+	name  string
+	scope func() *scope
+	want  func(g Gomega, changes []change)
+}
+
+var planCases = []planCase{
+	{"a canary without a ReplicaSet gets one with its share of pods", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4)}
+		return s
+	}, func(g Gomega, changes []change) {
+		c := findChange(changes, createReplicaSet, "new")
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.replicas).To(Equal(int32(1)), "25% of 4")
+	}},
+	{"stable gives up a pod only once the canary's is ready", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("new", 1, 0)}
+		return s
+	}, func(g Gomega, changes []change) {
+		g.Expect(findChange(changes, scaleReplicaSet, "old")).To(BeNil())
+	}},
+	{"with the canary's pod ready, stable shrinks to its share", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("new", 1, 1)}
+		return s
+	}, func(g Gomega, changes []change) {
+		c := findChange(changes, scaleReplicaSet, "old")
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.replicas).To(Equal(int32(3)))
+	}},
+	{"an abandoned canary's share goes back to stable first (surge, nothing unavailable)", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.sets = []*appsv1.ReplicaSet{testRS("old", 3, 3), testRS("older-canary", 1, 1)}
+		return s
+	}, func(g Gomega, changes []change) {
+		c := findChange(changes, scaleReplicaSet, "old")
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.replicas).To(Equal(int32(4)))
+		g.Expect(findChange(changes, scaleReplicaSet, "older-canary")).To(BeNil(), "its pod serves until stable's is up")
+		if c := findChange(changes, createReplicaSet, "new"); c != nil {
+			g.Expect(c.replicas).To(BeZero(), "no pod for the new canary while the abandoned one has pods")
+		}
+	}},
+	{"then the abandoned canary goes to zero before the new one grows", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.sets = []*appsv1.ReplicaSet{testRS("old", 4, 4), testRS("older-canary", 1, 1), testRS("new", 0, 0)}
+		return s
+	}, func(g Gomega, changes []change) {
+		c := findChange(changes, scaleReplicaSet, "older-canary")
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.replicas).To(BeZero())
+		g.Expect(findChange(changes, scaleReplicaSet, "new")).To(BeNil())
+	}},
+	{"pods a shrunk ReplicaSet still counts are not capacity (kube-controller-manager reports them until they are gone)", func() *scope {
+		s := canaryAt(2, time.Second, planSteps...) // past the last step: the canary wants every replica
+		stable := testRS("old", 1, 1)
+		stable.Status.Replicas, stable.Status.ReadyReplicas, stable.Status.AvailableReplicas = 2, 2, 2 // scaled 2→1, status not yet shrunk
+		s.sets = []*appsv1.ReplicaSet{stable, testRS("new", 4, 3)}
+		return s
+	}, func(g Gomega, changes []change) {
+		g.Expect(findChange(changes, scaleReplicaSet, "old")).To(BeNil(), "stable's last pod stays until the canary's fourth is available")
+	}},
+	{"a settled promotion plans nothing", func() *scope {
+		s := canaryAt(0, time.Second, planSteps...)
+		s.rollout.Status.StableRevision, s.rollout.Status.CanaryRevision, s.rollout.Status.CurrentStepIndex = "new", "", nil
+		s.sets = []*appsv1.ReplicaSet{testRS("new", 4, 4)}
+		return s
+	}, func(g Gomega, changes []change) {
+		g.Expect(changes).To(BeEmpty())
+	}},
+}
+
+func TestPlan(t *testing.T) {
+	for _, tc := range planCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			s := tc.scope()
