@@ -40,10 +40,8 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/vigil-controller", "./hack/demo")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("building the controller and the demo: %v: %s", err, out))
+	if err := buildBinaries(bin); err != nil {
+		return fail(err)
 	}
 	ctx := context.Background()
 	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(dir, "cluster"), BinDir: assets, DieWithParent: true})
@@ -55,11 +53,7 @@ func run(m *testing.M) (code int) {
 		return fail(err)
 	}
 	defer func() {
-		err := world.Down(filepath.Join(dir, "world"))
-		if serr := c.Stop(); err == nil {
-			err = serr
-		}
-		if err != nil {
+		if err := stopAll(dir, c); err != nil {
 			code = fail(fmt.Errorf("stopping: %w", err))
 			return
 		}
@@ -84,16 +78,43 @@ func run(m *testing.M) (code int) {
 		return fail(err)
 	}
 	code = m.Run()
-	// Any broken invariant is a bug, whatever the story asserted.
-	broken, err := w.InvariantViolations()
-	switch {
-	case err != nil:
-		return fail(fmt.Errorf("reading the controller's log for invariant violations: %w", err))
-	case len(broken) > 0:
-		return fail(fmt.Errorf("safety invariants were violated (vigil_invariant_violations_total):\n  %s", strings.Join(broken, "\n  ")))
+	if err := invariantsKept(w); err != nil {
+		return fail(err)
 	}
 	return code
 }
 
+// invariantsKept fails when the controller's log shows a broken invariant:
+// any is a bug, whatever the story asserted.
+func invariantsKept(w *world.World) error {
+	broken, err := w.InvariantViolations()
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading the controller's log for invariant violations: %w", err)
+	case len(broken) > 0:
+		return fmt.Errorf("safety invariants were violated (vigil_invariant_violations_total):\n  %s", strings.Join(broken, "\n  "))
+	}
+	return nil
+}
+
 // within bounds each wait of the story.
 const within = 3 * time.Minute
+
+// buildBinaries builds vigil-controller and the demo into bin.
+func buildBinaries(bin string) error {
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/vigil-controller", "./hack/demo")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the controller and the demo: %v: %s", err, out)
+	}
+	return nil
+}
+
+// stopAll stops the world's servers, then the cluster.
+func stopAll(dir string, c *cluster.Cluster) error {
+	err := world.Down(filepath.Join(dir, "world"))
+	if serr := c.Stop(); err == nil {
+		err = serr
+	}
+	return err
+}
