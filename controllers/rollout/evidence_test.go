@@ -354,8 +354,11 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 	// Within one reconcile: the status stored right after the one that
 	// started the canary (a decision is stored before it is acted on) is
 	// already Stalled.
-	statuses := canaryStatuses(st)
-	g.Expect(len(statuses)).To(BeNumerically(">=", 2))
+	var statuses []vigilv1.RolloutStatus
+	g.Eventually(func() int { // the watch that records them may lag the read above
+		statuses = canaryStatuses(st)
+		return len(statuses)
+	}, 5*time.Second, 20*time.Millisecond).Should(BeNumerically(">=", 2))
 	g.Expect(statuses[0].Conditions.Conditions).NotTo(ContainElement(HaveField("Reason", vigilv1.ReasonWriteRefused)), "the canary's start")
 	g.Expect(meta.FindStatusCondition(statuses[1].Conditions.Conditions, vigilv1.ConditionStalled)).To(HaveField("Reason", vigilv1.ReasonWriteRefused), "the next stored status, one reconcile later")
 
