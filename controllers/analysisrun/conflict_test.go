@@ -31,9 +31,7 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 		return r.SetupWithManager(mgr)
 	})
 
-	g.Eventually(c.Happened).WithTimeout(30 * time.Second).Should(BeTrue())
-	g.Expect(c.Check("AnalysisRun")).To(Succeed())
-	start, _ := c.Around()
+	start := c.Expect(t, "AnalysisRun", 30*time.Second)
 
 	got := finished(t, run, 30*time.Second)
 	g.Expect(got.Status.Verdict).To(Equal(vigilv1.AnalysisSuccessful), got.Status.Message)

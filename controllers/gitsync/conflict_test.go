@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,9 +44,7 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 		return r.SetupWithManager(mgr)
 	})
 
-	eventually(g, c.Happened).Should(BeTrue())
-	g.Expect(c.Check("GitSync")).To(Succeed())
-	start, _ := c.Around()
+	start := c.Expect(t, "GitSync", 30*time.Second)
 
 	eventually(g, func(g Gomega) {
 		got := get(g, gs)

@@ -36,17 +36,7 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
-	testenv.Main(m, func(c *rest.Config) error {
-		cfg = c
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme} {
-			if err := add(scheme); err != nil {
-				return err
-			}
-		}
-		var err error
-		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-		return err
-	})
+	testenv.Main(m, testenv.Connect(&cfg, scheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme))
 }
 
 // hooks serves the receiver of a manager started by startManager.

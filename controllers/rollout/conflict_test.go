@@ -31,8 +31,7 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 		return r.SetupWithManager(ctx, mgr)
 	})
 
-	g.Eventually(c.Happened).WithTimeout(20 * time.Second).Should(BeTrue())
-	g.Expect(c.Check("Rollout")).To(Succeed())
+	c.Expect(t, "Rollout", 20*time.Second)
 
 	got := waitPromoted(t, ro, 20*time.Second)
 	g.Expect(got.Annotations).To(HaveKey("vigil.dev/test-conflict"), "the conflict came from a real change")

@@ -64,16 +64,7 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	testenv.Main(promtest.WithCleanup(m, func() { _ = prom.Stop(); _ = exporter.Close() }), func(c *rest.Config) error {
-		cfg = c
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install} {
-			if err := add(scheme); err != nil {
-				return err
-			}
-		}
-		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-		return err
-	}, gatewayCRD)
+	testenv.Main(promtest.WithCleanup(m, func() { _ = prom.Stop(); _ = exporter.Close() }), testenv.Connect(&cfg, scheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install), gatewayCRD)
 }
 
 // verifier is the image verifier of the manager startManager started last.

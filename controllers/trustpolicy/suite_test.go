@@ -29,17 +29,7 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
-	testenv.Main(m, func(c *rest.Config) error {
-		cfg = c
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, vigilv1.AddToScheme} {
-			if err := add(scheme); err != nil {
-				return err
-			}
-		}
-		var err error
-		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-		return err
-	})
+	testenv.Main(m, testenv.Connect(&cfg, scheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme))
 }
 
 // keyPolicy creates a TrustPolicy with one key authority read from the
@@ -73,8 +63,7 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 		return r.SetupWithManager(mgr)
 	})
 
-	g.Eventually(c.Happened).WithTimeout(20 * time.Second).Should(BeTrue())
-	g.Expect(c.Check("TrustPolicy")).To(Succeed())
+	c.Expect(t, "TrustPolicy", 20*time.Second)
 	ready := func(tp *vigilv1.TrustPolicy) func(g Gomega) *metav1.Condition {
 		return func(g Gomega) *metav1.Condition {
 			got := &vigilv1.TrustPolicy{}

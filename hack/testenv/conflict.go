@@ -1,12 +1,17 @@
 package testenv
 
 import (
+	"testing"
+	"time"
+
 	"context"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/onsi/gomega"
 
 	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -102,6 +107,19 @@ func (c *Conflict) read(key client.ObjectKey) {
 	case 1:
 		c.afterOne, c.state = told, 2
 	}
+}
+
+// Expect waits up to within for the conflict and the reconcile after it,
+// and fails t unless nothing was told around it (see Check). It returns
+// what had been told when the reconcile whose patch failed began.
+func (c *Conflict) Expect(t testing.TB, kind string, within time.Duration) Told {
+	t.Helper()
+	gomega.NewWithT(t).Eventually(c.Happened).WithTimeout(within).WithPolling(20 * time.Millisecond).Should(gomega.BeTrue())
+	if err := c.Check(kind); err != nil {
+		t.Fatal(err)
+	}
+	start, _ := c.Around()
+	return start
 }
 
 // Told is what has been told so far.

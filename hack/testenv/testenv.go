@@ -171,3 +171,20 @@ func Namespace(t testing.TB, c client.Client, prefix string) string {
 	}
 	return ns.Name
 }
+
+// Connect is the setup for Main of a suite that shares the API server's
+// config, a scheme with adds installed, and an uncached client: it fills
+// cfg and k8s once the API server is up.
+func Connect(cfg **rest.Config, scheme *kruntime.Scheme, k8s *client.Client, adds ...func(*kruntime.Scheme) error) func(*rest.Config) error {
+	return func(c *rest.Config) error {
+		*cfg = c
+		for _, add := range adds {
+			if err := add(scheme); err != nil {
+				return err
+			}
+		}
+		var err error
+		*k8s, err = client.New(c, client.Options{Scheme: scheme})
+		return err
+	}
+}
