@@ -141,6 +141,12 @@ type RolloutAnalysis struct {
 	// a Retry, or an Approval after a pause, starts the next attempt.
 	// +kubebuilder:validation:Minimum=0
 	Attempt int32 `json:"attempt"`
+	// specHash is the SHA-256 of the spec of the run Vigil built and created
+	// (or adopted, when it matched what Vigil would build). A run under this
+	// name with another spec was not made by Vigil: it is never evidence.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	SpecHash string `json:"specHash,omitempty"`
 	// verdict of the run, as last observed.
 	// +optional
 	Verdict AnalysisVerdict `json:"verdict,omitempty"`

@@ -2,6 +2,9 @@ package rollout
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -391,9 +394,6 @@ func (r *Reconciler) observeAnalysisRuns(ctx context.Context, s *scope) error {
 	s.runSpecs, s.runErrors = map[string]*vigilv1.AnalysisRun{}, map[string]error{}
 	c := ro.Spec.Strategy.Canary
 	for _, a := range wantedRuns(s) {
-		if s.runs[a.Run] != nil {
-			continue
-		}
 		step := c.Analysis
 		key := backgroundKey
 		if a.Step != nil {
@@ -406,6 +406,10 @@ func (r *Reconciler) observeAnalysisRuns(ctx context.Context, s *scope) error {
 		if step == nil {
 			continue
 		}
+		if existing := s.runs[a.Run]; existing != nil {
+			r.checkRun(ctx, s, a, key, step, existing)
+			continue
+		}
 		run, err := r.buildRun(ctx, s, a, key, step)
 		if err != nil {
 			s.runErrors[a.Run] = err
@@ -414,6 +418,42 @@ func (r *Reconciler) observeAnalysisRuns(ctx context.Context, s *scope) error {
 		s.runSpecs[a.Run] = run
 	}
 	return nil
+}
+
+// checkRun makes sure an AnalysisRun that exists under the name of
+// analysis a is the run Vigil built for it: its spec is the one recorded
+// when Vigil created it, or, when none is recorded (the status that would
+// have recorded it was lost), the one Vigil builds now. Anyone who may
+// create AnalysisRuns could otherwise make one in advance, under the name
+// Vigil will use and with a condition that always passes, and have it
+// adopted as the gate. A run that is not Vigil's is never evidence: the
+// Rollout holds, saying why, until it is deleted.
+func (r *Reconciler) checkRun(ctx context.Context, s *scope, a *vigilv1.RolloutAnalysis, key string, step *vigilv1.AnalysisStep, existing *vigilv1.AnalysisRun) {
+	got := specHash(&existing.Spec)
+	want := a.SpecHash
+	if want == "" {
+		built, err := r.buildRun(ctx, s, a, key, step)
+		if err != nil {
+			delete(s.runs, a.Run)
+			s.runErrors[a.Run] = fmt.Errorf("AnalysisRun %s exists, and the run Vigil would build to compare it with cannot be built: %w", a.Run, err)
+			return
+		}
+		want = specHash(&built.Spec)
+	}
+	if got != want {
+		delete(s.runs, a.Run)
+		s.runErrors[a.Run] = fmt.Errorf("AnalysisRun %s exists, but its spec is not the one Vigil built for this analysis (spec hash %.12s, want %.12s): "+
+			"it was not made by Vigil and is not used as evidence; delete it and Vigil creates the run", a.Run, got, want)
+		return
+	}
+	a.SpecHash = got
+}
+
+// specHash is the SHA-256 of an AnalysisRun's spec as JSON.
+func specHash(spec *vigilv1.AnalysisRunSpec) string {
+	b, _ := json.Marshal(spec) // a struct of strings, numbers and lists always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // buildRun resolves the templates and arguments of an analysis into the
@@ -539,6 +579,7 @@ func templateError(kind, name string, err error) error {
 func (r *Reconciler) createRun(ctx context.Context, s *scope, run *vigilv1.AnalysisRun) error {
 	err := r.Create(ctx, run.DeepCopy())
 	if err == nil {
+		recordSpecHash(s, run)
 		return nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
@@ -548,8 +589,20 @@ func (r *Reconciler) createRun(ctx context.Context, s *scope, run *vigilv1.Analy
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(run), existing); err != nil {
 		return fmt.Errorf("reading AnalysisRun %s after AlreadyExists: %w", run.Name, err)
 	}
-	if ownedBy(existing, s.rollout) {
-		return nil // adopted
+	if ownedBy(existing, s.rollout) && specHash(&existing.Spec) == specHash(&run.Spec) {
+		recordSpecHash(s, run)
+		return nil // adopted: the run this reconcile would have made
 	}
-	return fmt.Errorf("AnalysisRun %s exists and is not owned by Rollout %s", run.Name, s.rollout.Name)
+	return fmt.Errorf("AnalysisRun %s exists and is not the run Vigil built for Rollout %s", run.Name, s.rollout.Name)
+}
+
+// recordSpecHash records in status the spec of the run Vigil created for
+// an analysis, so the run is recognised as Vigil's later, whatever the
+// templates say by then.
+func recordSpecHash(s *scope, run *vigilv1.AnalysisRun) {
+	for _, a := range []*vigilv1.RolloutAnalysis{s.rollout.Status.Analysis, s.rollout.Status.BackgroundAnalysis} {
+		if a != nil && a.Run == run.Name {
+			a.SpecHash = specHash(&run.Spec)
+		}
+	}
 }
