@@ -21,6 +21,28 @@ import (
 // and applies every object to a real API server.
 func TestDefaultInstallIsValid(t *testing.T) {
 	g := NewWithT(t)
+	kinds := applyDefaultInstall(t)
+	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 9))
+	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
+	g.Expect(kinds).To(HaveKeyWithValue("ClusterRole", 3), "the manager's role, vigil-viewer and vigil-approver")
+
+	c, err := client.New(cfg, client.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	dep := &appsv1.Deployment{}
+	g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: "vigil-controller"}, dep)).To(Succeed())
+	g.Expect(dep.Spec.Template.Spec.ServiceAccountName).To(Equal("vigil-controller"))
+	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal("vigil-controller:dev"))
+
+	binding := &rbacv1.ClusterRoleBinding{}
+	g.Expect(c.Get(context.Background(), client.ObjectKey{Name: "vigil-manager"}, binding)).To(Succeed())
+	g.Expect(binding.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: "vigil-controller", Namespace: "vigil-system"}))
+}
+
+// applyDefaultInstall builds config/default as `kustomize build` does,
+// applies every object to the test API server (server-side apply, so it
+// can run again) and counts them by kind.
+func applyDefaultInstall(t *testing.T) map[string]int {
+	g := NewWithT(t)
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../config/default")
 	g.Expect(err).NotTo(HaveOccurred())
 	manifests, err := resources.AsYaml()
@@ -42,15 +64,5 @@ func TestDefaultInstallIsValid(t *testing.T) {
 		g.Expect(c.Patch(context.Background(), obj, client.Apply, client.FieldOwner("install-test"), client.ForceOwnership)).
 			To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
 	}
-	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 9))
-	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
-
-	dep := &appsv1.Deployment{}
-	g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: "vigil-controller"}, dep)).To(Succeed())
-	g.Expect(dep.Spec.Template.Spec.ServiceAccountName).To(Equal("vigil-controller"))
-	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal("vigil-controller:dev"))
-
-	binding := &rbacv1.ClusterRoleBinding{}
-	g.Expect(c.Get(context.Background(), client.ObjectKey{Name: "vigil-manager"}, binding)).To(Succeed())
-	g.Expect(binding.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: "vigil-controller", Namespace: "vigil-system"}))
+	return kinds
 }
