@@ -55,7 +55,7 @@ func (t Tally) Verdict(l Limits) (Outcome, string) {
 		return Failed, fmt.Sprintf("%d Failed measurements; failureLimit is %d", t.Failed, l.Failure)
 	case t.Inconclusive > l.Inconclusive:
 		return Inconclusive, fmt.Sprintf("%d Inconclusive measurements; inconclusiveLimit is %d", t.Inconclusive, l.Inconclusive)
-	case t.ConsecutiveUnknown > l.Unknown:
+	case outcome.Backoff{Budget: int(l.Unknown)}.Spent(int(t.ConsecutiveUnknown)):
 		return Unknown, fmt.Sprintf("%d Unknown measurements in a row; unknownLimit is %d", t.ConsecutiveUnknown, l.Unknown)
 	case t.ConsecutiveUnknown > 0:
 		return Running, ""

@@ -82,7 +82,7 @@ func classify(ctx context.Context, err error, what string) error {
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		errors.Is(err, transport.ErrInvalidAuthMethod):
 		return &outcome.Error{Result: outcome.Failure, Reason: ReasonAuthFailed, Err: wrapped}
-	case outcome.Classify(err) == outcome.Unknown && (outcome.Transient(err) || httpStatus(err)):
+	case outcome.Transient(err), httpStatus(err) && outcome.Classify(err) == outcome.Unknown:
 		return &outcome.Error{Result: outcome.Unknown, Reason: ReasonUnreachable, Err: wrapped}
 	}
 	return &outcome.Error{Result: outcome.Failure, Reason: ReasonFetchFailed, Err: wrapped}

@@ -19,19 +19,17 @@ import (
 // reading the message:
 //
 //   - an *Error keeps its result;
-//   - an *HTTPError, or an error with a StatusCode() method (go-git's
-//     HTTP transport has one), is what HTTPStatus says of its code;
-//   - a cancelled or expired context, a deadline, a timeout, a refused,
-//     reset or aborted connection, an unreachable host or network, a
-//     connection closed mid-answer, a DNS error and a TLS handshake that did
-//     not verify are Unknown: nothing was learnt about the question;
+//   - an error with a StatusCode() method (go-git's HTTP transport has
+//     one) is what HTTPStatus says of its code;
 //   - a malformed URL, number or JSON document is a Failure: the request
 //     or the answer is wrong and stays wrong;
-//   - an error of no known kind is Unknown: it says nothing was learnt.
+//   - anything else is Unknown: the transport errors Transient names (a
+//     timeout, a refused or reset connection, a TLS handshake that did not
+//     verify, …) say nothing was learnt about the question, and neither
+//     does an error of no known kind.
 func Classify(err error) Result {
 	var (
 		e    *Error
-		h    *HTTPError
 		code interface{ StatusCode() int }
 	)
 	switch {
@@ -39,14 +37,10 @@ func Classify(err error) Result {
 		return Success
 	case errors.As(err, &e):
 		return e.Result
-	case errors.As(err, &h):
-		return HTTPStatus(h.Code)
 	case errors.As(err, &code):
 		return HTTPStatus(code.StatusCode())
 	case malformed(err):
 		return Failure
-	case Transient(err):
-		return Unknown
 	}
 	return Unknown
 }
@@ -66,6 +60,9 @@ func malformed(err error) bool {
 // question, because it was not answered (see Classify). A domain whose
 // errors of no known kind are its own Failures asks this first.
 func Transient(err error) bool {
+	if malformed(err) { // a *url.Error is a net.Error even when it only failed to parse
+		return false
+	}
 	var (
 		ne   net.Error
 		op   *net.OpError

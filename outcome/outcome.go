@@ -61,19 +61,6 @@ func Unknownf(reason, format string, args ...any) *Error {
 	return &Error{Result: Unknown, Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
-// Wrap gives err the result Classify finds, under reason. An error that
-// already carries an outcome keeps it.
-func Wrap(err error, reason string) error {
-	if err == nil {
-		return nil
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return &Error{Result: Classify(err), Reason: reason, Err: err}
-}
-
 // Of is the outcome of a call that returned err: Success for nil; the
 // result and reason an *Error carries; otherwise what Classify finds, with
 // the reason fallback.

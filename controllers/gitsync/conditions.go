@@ -11,36 +11,17 @@ import (
 	"github.com/vigil-dev/vigil/outcome"
 )
 
-// report is what a reconcile learned, as the conditions need it.
-type report struct {
-	suspended bool
-	fetched   outcome.Outcome
-	// target is the commit synced ("" when none); fresh says it is the
-	// commit the ref names now.
-	target string
-	fresh  bool
-	synced syncResult
-	// syncMessage is gitops-engine's word on a sync under way or failed.
-	syncMessage string
-	// checked says drift and extra were looked for.
-	checked         bool
-	drift           []gitops.Drift
-	extra           []gitops.Key
-	prune, selfHeal bool
-	healed          bool
-}
-
-func (s *scope) report() report {
-	rep := report{suspended: s.suspended, fetched: s.fetched, fresh: s.fresh, synced: s.synced, syncMessage: s.syncMessage,
-		checked: s.checked, drift: s.drift, extra: s.extra, prune: s.gs.Spec.Prune, selfHeal: s.gs.Spec.SelfHeal, healed: s.healed}
-	if s.target != nil {
-		rep.target = s.target.rev
+// targetRev is the commit the sync step made the cluster match, or "".
+func (s *scope) targetRev() string {
+	if s.target == nil {
+		return ""
 	}
-	return rep
+	return s.target.rev
 }
 
 // setConditions computes the GitSync's conditions from what the reconcile
-// learned and the conditions it had; now dates a drift's revert.
+// learned (its scope, which nothing here changes) and the conditions it
+// had; s.now dates a drift's revert.
 //
 //   - Ready: False while suspended; from the fetch's outcome when the ref's
 //     commit was refused (False, with Stalled) or not reached (Unknown);
@@ -50,17 +31,18 @@ func (s *scope) report() report {
 //   - Drifted: True when objects differ from Git and selfHeal is off, or
 //     objects Git dropped are kept because prune is off; False otherwise,
 //     keeping DriftReverted until new drift is found.
-func setConditions(gs *vigilv1.GitSync, rep report, now time.Time) {
+func setConditions(s *scope) {
+	gs, now := s.gs, s.now
 	conds := &gs.Status.Conditions.Conditions
-	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: s, Reason: reason, Message: outcome.Shorten(msg, 2048), ObservedGeneration: gs.Generation})
+	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: outcome.Shorten(msg, 2048), ObservedGeneration: gs.Generation})
 	}
-	if rep.suspended {
+	if s.suspended {
 		set(vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSuspended, "spec.suspend is set; nothing is fetched or applied")
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionReconciling)
 		return
 	}
-	switch o := rep.fetched; o.Result {
+	switch o := s.fetched; o.Result {
 	case outcome.Success:
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionStalled)
 	case outcome.Failure:
@@ -69,47 +51,47 @@ func setConditions(gs *vigilv1.GitSync, rep report, now time.Time) {
 	default:
 		set(vigilv1.ConditionReady, metav1.ConditionUnknown, o.Reason, o.Message)
 	}
-	if rep.checked {
-		setDrift(conds, set, rep)
+	if s.checked {
+		setDrift(conds, set, s)
 	}
-	switch rep.synced {
+	switch s.synced {
 	case syncUnderway:
-		msg := "syncing commit " + short(rep.target) + ": " + rep.syncMessage
-		if rep.fetched.Result != outcome.Failure { // kstatus: never Reconciling while Stalled
+		msg := "syncing commit " + short(s.targetRev()) + ": " + s.syncMessage
+		if s.fetched.Result != outcome.Failure { // kstatus: never Reconciling while Stalled
 			set(vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing, msg)
 		}
 		set(vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncing, msg)
 	case syncFailed:
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionReconciling)
-		set(vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncFailed, "commit "+short(rep.target)+" failed to sync: "+rep.syncMessage)
+		set(vigilv1.ConditionReady, metav1.ConditionFalse, vigilv1.ReasonSyncFailed, "commit "+short(s.targetRev())+" failed to sync: "+s.syncMessage)
 	case syncSucceeded, syncInSync:
 		meta.RemoveStatusCondition(conds, vigilv1.ConditionReconciling)
-		if rep.healed {
+		if s.healed {
 			set(vigilv1.ConditionDrifted, metav1.ConditionFalse, vigilv1.ReasonDriftReverted,
-				"drift reverted at "+now.UTC().Format(time.RFC3339)+": "+driftList(rep.drift, nil))
+				"drift reverted at "+now.UTC().Format(time.RFC3339)+": "+driftList(s.drift, nil))
 		}
-		if rep.fresh {
-			set(vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced, "applied commit "+short(rep.target))
+		if s.fresh {
+			set(vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced, "applied commit "+short(s.targetRev()))
 		}
 	}
 }
 
 // setDrift sets the Drifted condition from the drift the sync step found.
-func setDrift(conds *[]metav1.Condition, set func(string, metav1.ConditionStatus, string, string), rep report) {
-	keep := rep.extra
-	if rep.prune {
+func setDrift(conds *[]metav1.Condition, set func(string, metav1.ConditionStatus, string, string), s *scope) {
+	keep := s.extra
+	if s.gs.Spec.Prune {
 		keep = nil
 	}
-	if (len(rep.drift) == 0 || rep.selfHeal) && len(keep) == 0 {
+	if (len(s.drift) == 0 || s.gs.Spec.SelfHeal) && len(keep) == 0 {
 		c := meta.FindStatusCondition(*conds, vigilv1.ConditionDrifted)
-		if c == nil || c.Reason != vigilv1.ReasonDriftReverted || len(rep.drift) > 0 {
+		if c == nil || c.Reason != vigilv1.ReasonDriftReverted || len(s.drift) > 0 {
 			set(vigilv1.ConditionDrifted, metav1.ConditionFalse, vigilv1.ReasonNoDrift, "every object matches Git")
 		}
 		return
 	}
 	var reported []gitops.Drift
-	if !rep.selfHeal {
-		reported = rep.drift
+	if !s.gs.Spec.SelfHeal {
+		reported = s.drift
 	}
 	set(vigilv1.ConditionDrifted, metav1.ConditionTrue, vigilv1.ReasonDriftDetected, driftList(reported, keep))
 }

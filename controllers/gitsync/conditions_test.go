@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -32,23 +33,26 @@ var (
 	synced    = cond{metav1.ConditionTrue, vigilv1.ReasonSynced}
 	noDrift   = cond{metav1.ConditionFalse, vigilv1.ReasonNoDrift}
 	unsigned  = cond{metav1.ConditionTrue, gitops.ReasonUnsigned}
-	inSync    = report{fetched: fetchedOK, target: testRev, fresh: true, synced: syncInSync, checked: true}
-	succeeded = report{fetched: fetchedOK, target: testRev, fresh: true, synced: syncSucceeded, checked: true}
+	inSync    = scope{fetched: fetchedOK, target: &rendered{rev: testRev}, fresh: true, synced: syncInSync, checked: true}
+	succeeded = scope{fetched: fetchedOK, target: &rendered{rev: testRev}, fresh: true, synced: syncSucceeded, checked: true}
+	// selfHealing is a GitSync with selfHeal on.
+	selfHealing = &vigilv1.GitSync{Spec: vigilv1.GitSyncSpec{SelfHeal: true}}
 )
 
-// conditionCase is the conditions a GitSync had, what a reconcile learned,
-// and the conditions setConditions must make of them.
+// conditionCase is the conditions a GitSync had, what a reconcile learned
+// (its scope; gs, when set, says only the spec), and the conditions
+// setConditions must make of them.
 type conditionCase struct {
 	name                          string
 	had                           []metav1.Condition
-	rep                           report
+	s                             scope
 	ready                         cond
 	stalled, reconciling, drifted cond
 }
 
-func with(r report, change func(*report)) report {
-	change(&r)
-	return r
+func with(s scope, change func(*scope)) scope {
+	change(&s)
+	return s
 }
 
 func had(t string, status metav1.ConditionStatus, reason string) []metav1.Condition {
@@ -56,34 +60,34 @@ func had(t string, status metav1.ConditionStatus, reason string) []metav1.Condit
 }
 
 var conditionCases = []conditionCase{
-	{"suspended", nil, report{suspended: true}, cond{metav1.ConditionFalse, vigilv1.ReasonSuspended}, none, none, none},
+	{"suspended", nil, scope{suspended: true}, cond{metav1.ConditionFalse, vigilv1.ReasonSuspended}, none, none, none},
 	{"applied and fresh", nil, inSync, synced, none, none, noDrift},
 	{"a refused commit stalls; the last good one stays applied", nil,
-		with(inSync, func(r *report) { r.fetched, r.fresh = refusedFetch, false }),
+		with(inSync, func(r *scope) { r.fetched, r.fresh = refusedFetch, false }),
 		cond{metav1.ConditionFalse, gitops.ReasonUnsigned}, unsigned, none, noDrift},
-	{"an unreachable server is Unknown, not a failure", nil, report{fetched: unreachable},
+	{"an unreachable server is Unknown, not a failure", nil, scope{fetched: unreachable},
 		cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, none, none, none},
 	{"an Unknown fetch leaves an earlier Stalled alone", had(vigilv1.ConditionStalled, metav1.ConditionTrue, gitops.ReasonUnsigned),
-		report{fetched: unreachable}, cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, unsigned, none, none},
+		scope{fetched: unreachable}, cond{metav1.ConditionUnknown, gitops.ReasonUnreachable}, unsigned, none, none},
 	{"a good fetch ends Stalled", had(vigilv1.ConditionStalled, metav1.ConditionTrue, gitops.ReasonUnsigned), succeeded, synced, none, none, noDrift},
-	{"waves under way", nil, with(inSync, func(r *report) { r.synced, r.syncMessage = syncUnderway, "wave 1" }),
+	{"waves under way", nil, with(inSync, func(r *scope) { r.synced, r.syncMessage = syncUnderway, "wave 1" }),
 		cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, none, cond{metav1.ConditionTrue, vigilv1.ReasonSyncing}, noDrift},
 	{"re-applying the last good commit while a newer one is refused stays Stalled, not Reconciling", nil,
-		with(inSync, func(r *report) { r.fetched, r.fresh, r.synced = refusedFetch, false, syncUnderway }),
+		with(inSync, func(r *scope) { r.fetched, r.fresh, r.synced = refusedFetch, false, syncUnderway }),
 		cond{metav1.ConditionFalse, vigilv1.ReasonSyncing}, unsigned, none, noDrift},
 	{"a failed sync ends Reconciling", had(vigilv1.ConditionReconciling, metav1.ConditionTrue, vigilv1.ReasonSyncing),
-		with(inSync, func(r *report) { r.synced, r.syncMessage = syncFailed, "ConfigMap cm: invalid" }),
+		with(inSync, func(r *scope) { r.synced, r.syncMessage = syncFailed, "ConfigMap cm: invalid" }),
 		cond{metav1.ConditionFalse, vigilv1.ReasonSyncFailed}, none, none, noDrift},
-	{"drift without selfHeal is reported", nil, with(inSync, func(r *report) { r.drift = someDrift }),
+	{"drift without selfHeal is reported", nil, with(inSync, func(r *scope) { r.drift = someDrift }),
 		synced, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
-	{"objects Git dropped, kept without prune, are drift", nil, with(inSync, func(r *report) { r.extra = someExtra }),
+	{"objects Git dropped, kept without prune, are drift", nil, with(inSync, func(r *scope) { r.extra = someExtra }),
 		synced, none, none, cond{metav1.ConditionTrue, vigilv1.ReasonDriftDetected}},
-	{"healed drift says so", nil, with(succeeded, func(r *report) { r.drift, r.selfHeal, r.healed = someDrift, true, true }),
+	{"healed drift says so", nil, with(succeeded, func(r *scope) { r.drift, r.gs, r.healed = someDrift, selfHealing, true }),
 		synced, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
 	{"a revert is remembered until new drift", had(vigilv1.ConditionDrifted, metav1.ConditionFalse, vigilv1.ReasonDriftReverted),
-		with(inSync, func(r *report) { r.selfHeal = true }), synced, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
+		with(inSync, func(r *scope) { r.gs = selfHealing }), synced, none, none, cond{metav1.ConditionFalse, vigilv1.ReasonDriftReverted}},
 	{"a sync step that did not run leaves Ready as it was", had(vigilv1.ConditionReady, metav1.ConditionTrue, vigilv1.ReasonSynced),
-		report{fetched: fetchedOK}, synced, none, none, none},
+		scope{fetched: fetchedOK}, synced, none, none, none},
 }
 
 func TestSetConditions(t *testing.T) {
@@ -91,9 +95,14 @@ func TestSetConditions(t *testing.T) {
 	for _, tc := range conditionCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			gs := &vigilv1.GitSync{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
-			gs.Status.Conditions.Conditions = tc.had
-			setConditions(gs, tc.rep, now)
+			s := tc.s
+			gs := &vigilv1.GitSync{}
+			if s.gs != nil {
+				gs = s.gs.DeepCopy()
+			}
+			gs.Generation, gs.Status.Conditions.Conditions = 3, slices.Clone(tc.had) // tc.had stays as it was, to compare with
+			s.gs, s.now = gs, now
+			setConditions(&s)
 			for typ, want := range map[string]cond{vigilv1.ConditionReady: tc.ready, vigilv1.ConditionStalled: tc.stalled,
 				vigilv1.ConditionReconciling: tc.reconciling, vigilv1.ConditionDrifted: tc.drifted} {
 				c := meta.FindStatusCondition(gs.Status.Conditions.Conditions, typ)

@@ -156,7 +156,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, gs *vigilv1.GitSync, not
 	s := &scope{gs: gs, now: r.Clock.Now(), notes: notes}
 	result, err := r.phases(ctx, s)
 	gs.Status.ObservedGeneration = gs.Generation
-	setConditions(gs, s.report(), s.now)
+	setConditions(s)
 	announce(s, before)
 	return result, err
 }

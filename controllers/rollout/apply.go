@@ -37,7 +37,7 @@ func checkSelector(ro *vigilv1.Rollout) error {
 }
 
 // apply makes the planned writes in order and stops at the first error.
-// A write the server refuses for good (see skeleton.WriteOutcome) is a Failure, returned
+// A write the server refuses for good (see skeleton.APIOutcome) is a Failure, returned
 // as a *refusedWrite; any other failed or timed-out write is an Unknown
 // outcome: the caller returns it and the next reconcile re-reads before it
 // acts again.
@@ -46,7 +46,7 @@ func (r *Reconciler) apply(ctx context.Context, s *scope, changes []change) erro
 		err := r.write(ctx, s, c)
 		result := outcome.Success
 		if err != nil && !errors.Is(err, errCollision) {
-			result = skeleton.WriteOutcome(err)
+			result = skeleton.APIOutcome(err)
 		}
 		if result == outcome.Failure {
 			err = &refusedWrite{change: c, err: err}

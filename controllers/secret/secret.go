@@ -4,13 +4,11 @@
 // that name the object and key and never a value.
 //
 // A Secret or key that does not exist is a Failure (the user's to fix); a
-// read the API server did not answer is Unknown, as skeleton.WriteOutcome
-// would say of a write.
+// read the API server did not answer is Unknown (skeleton.APIOutcome).
 package secret
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/skeleton"
 	"github.com/vigil-dev/vigil/outcome"
 )
 
@@ -48,19 +47,16 @@ func ConfigMapKey(ctx context.Context, api client.Reader, ns, name, key string) 
 }
 
 // read gets one object: NotFound is a Failure; any other error is what
-// the API server's status says (a 403 is a Failure, a timeout Unknown).
+// skeleton.APIOutcome says (a 403 is a Failure, a timeout Unknown).
 func read(ctx context.Context, api client.Reader, kind, ns, name string, obj client.Object, notFound, unreadable string) error {
 	err := api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
-	var status apierrors.APIStatus
 	switch {
 	case err == nil:
 		return nil
 	case apierrors.IsNotFound(err):
 		return outcome.Failf(notFound, "%s %s does not exist", kind, name)
-	case errors.As(err, &status):
-		return &outcome.Error{Result: outcome.HTTPStatus(int(status.Status().Code)), Reason: unreadable, Err: fmt.Errorf("reading %s %s: %w", kind, name, err)}
 	}
-	return &outcome.Error{Result: outcome.Classify(err), Reason: unreadable, Err: fmt.Errorf("reading %s %s: %w", kind, name, err)}
+	return &outcome.Error{Result: skeleton.APIOutcome(err), Reason: unreadable, Err: fmt.Errorf("reading %s %s: %w", kind, name, err)}
 }
 
 // Key reads one key of the Secret ns/name; an empty value is missing.

@@ -144,15 +144,6 @@ func (n *Notes) Event(regarding, related runtime.Object, warning bool, reason, a
 // Metric notes a change to metrics, made once the status is stored.
 func (n *Notes) Metric(f func()) { n.metrics = append(n.metrics, f) }
 
-// Reasons lists the reasons of the Events noted so far, in order.
-func (n *Notes) Reasons() []string {
-	out := make([]string, 0, len(n.events))
-	for _, e := range n.events {
-		out = append(out, e.reason)
-	}
-	return out
-}
-
 func (n *Notes) tell(r events.EventRecorder) {
 	for _, f := range n.metrics {
 		f()
