@@ -61,12 +61,15 @@ type ApprovalSpec struct {
 type ApprovalStatus struct {
 	Conditions `json:",inline"`
 
-	// approver is the identity that created the Approval, taken from the
-	// request by the admission webhook, never from the body.
+	// approver is the user who created the Approval, as the admission
+	// webhook sealed it from the request (never from the body); the
+	// controller copies it here once the seal verifies.
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Approver string `json:"approver,omitempty"`
 
-	// expiresAt is when the Approval stops counting.
+	// expiresAt is when the Approval stops counting: its admission time
+	// plus its step's expiry.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
@@ -84,6 +87,8 @@ type ApprovalStatus struct {
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.spec.step`
 // +kubebuilder:printcolumn:name="Decision",type=string,JSONPath=`.spec.decision`
 // +kubebuilder:printcolumn:name="Approver",type=string,JSONPath=`.status.approver`
+// +kubebuilder:printcolumn:name="Counted",type=string,JSONPath=`.status.conditions[?(@.type=="Counted")].reason`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`,priority=1
 // +kubebuilder:printcolumn:name="Consumed",type=date,JSONPath=`.status.consumedAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Approval struct {

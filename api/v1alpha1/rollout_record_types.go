@@ -178,14 +178,34 @@ type DecidingMeasurement struct {
 	Time metav1.Time `json:"time"`
 }
 
+// PendingEffect says what an Approval of a pending approval does.
+// +kubebuilder:validation:Enum=PassStep;RunAnalysisAgain;RetryRevision
+type PendingEffect string
+
+const (
+	// EffectPassStep passes an approval step (or a pause without a duration).
+	EffectPassStep PendingEffect = "PassStep"
+	// EffectRunAnalysisAgain runs a paused analysis step's analysis again.
+	EffectRunAnalysisAgain PendingEffect = "RunAnalysisAgain"
+	// EffectRetryRevision retries a rolled-back revision from step 0.
+	EffectRetryRevision PendingEffect = "RetryRevision"
+)
+
 // PendingApproval describes an approval step that is waiting.
 type PendingApproval struct {
 	// revision the approval must name.
 	Revision string `json:"revision"`
 	// step index the approval must name.
 	Step int32 `json:"step"`
-	// since when the Rollout has been waiting.
-	Since metav1.Time `json:"since"`
+	// since when the Rollout has been waiting, to the microsecond. The
+	// admission webhook seals it into every Approval it admits for this
+	// wait, and an Approval counts only for the wait it was admitted for:
+	// one made earlier, or for an earlier wait, never counts.
+	Since metav1.MicroTime `json:"since"`
+	// effect says what approving does here: pass the step, run its
+	// analysis again, or retry a rolled-back revision from step 0.
+	// +optional
+	Effect PendingEffect `json:"effect,omitempty"`
 	// approvals received so far.
 	// +optional
 	Received int32 `json:"received,omitempty"`

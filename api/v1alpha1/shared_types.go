@@ -102,3 +102,13 @@ func (d Duration) Get() (time.Duration, error) {
 	}
 	return v, nil
 }
+
+// Annotations the admission webhook puts on every Approval it admits. They
+// are never taken from the request body; see package evidence.
+const (
+	// AnnotationApprovalIdentity is who made the Approval and which wait it
+	// answers, as JSON.
+	AnnotationApprovalIdentity = "vigil.dev/identity"
+	// AnnotationApprovalSeal binds the identity to the Approval's spec.
+	AnnotationApprovalSeal = "vigil.dev/seal"
+)

@@ -25,6 +25,9 @@ func TestDefaultInstallIsValid(t *testing.T) {
 	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 9))
 	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 	g.Expect(kinds).To(HaveKeyWithValue("ClusterRole", 3), "the manager's role, vigil-viewer and vigil-approver")
+	g.Expect(kinds).To(HaveKeyWithValue("MutatingWebhookConfiguration", 1))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingWebhookConfiguration", 1))
+	g.Expect(kinds).To(HaveKeyWithValue("Role", 2), "leader election, and the Secrets of vigil-system only")
 
 	c, err := client.New(cfg, client.Options{})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -43,12 +46,13 @@ func TestDefaultInstallIsValid(t *testing.T) {
 // can run again) and counts them by kind.
 func applyDefaultInstall(t *testing.T) map[string]int {
 	g := NewWithT(t)
+	c, err := client.New(cfg, client.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	// The install's webhooks call a Service no manager serves here.
+	t.Cleanup(func() { removeWebhooks(t, c) })
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../config/default")
 	g.Expect(err).NotTo(HaveOccurred())
 	manifests, err := resources.AsYaml()
-	g.Expect(err).NotTo(HaveOccurred())
-
-	c, err := client.New(cfg, client.Options{})
 	g.Expect(err).NotTo(HaveOccurred())
 	kinds := map[string]int{}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests), 4096)

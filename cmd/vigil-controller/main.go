@@ -5,13 +5,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,12 +24,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/analysisrun"
+	"github.com/vigil-dev/vigil/controllers/approval"
 	"github.com/vigil-dev/vigil/controllers/gitsync"
 	"github.com/vigil-dev/vigil/controllers/rollout"
 	"github.com/vigil-dev/vigil/controllers/trustpolicy"
@@ -47,6 +54,12 @@ type options struct {
 	leaderElectionID string
 	leaderElectionNS string
 	webhookAddr      string
+	admissionAddr    string
+	namespace        string
+	dnsNames         string
+	certSecret       string
+	sealSecret       string
+	webhookConfig    string
 	zap              zap.Options
 }
 
@@ -59,9 +72,22 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "vigil-controller.vigil.dev", "name of the Lease used for leader election")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the Lease; defaults to the pod's namespace")
 	fs.StringVar(&o.webhookAddr, "push-webhook-bind-address", ":9443", "address the Git push webhook receiver ("+gitsync.PushPath+") binds to; 0 disables it")
+	fs.StringVar(&o.admissionAddr, "admission-bind-address", ":9444", "address the admission webhook for Approvals (TLS) binds to; 0 serves none, and then no Approval can be created where the webhook is installed")
+	fs.StringVar(&o.namespace, "namespace", defaultNamespace(), "namespace of the controller's Secrets (webhook certificate, sealing key); defaults to $POD_NAMESPACE or vigil-system")
+	fs.StringVar(&o.dnsNames, "admission-dns-names", "vigil-webhook-service.vigil-system.svc", "comma-separated names the webhook's certificate is valid for; the first is the Service the API server calls (localhost when the manager runs outside the cluster)")
+	fs.StringVar(&o.certSecret, "admission-cert-secret", "vigil-webhook-server-cert", "Secret in --namespace where the webhook's CA and certificate are kept and renewed")
+	fs.StringVar(&o.sealSecret, "seal-secret", "vigil-approval-seal", "Secret in --namespace holding the key Approvals are sealed with (made at random when missing)")
+	fs.StringVar(&o.webhookConfig, "admission-configuration", "vigil-approvals", "name of the Mutating- and ValidatingWebhookConfiguration whose CA bundle is kept current")
 	o.zap = zap.Options{Development: false}
 	o.zap.BindFlags(fs)
 	return o, fs.Parse(args)
+}
+
+func defaultNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "vigil-system"
 }
 
 func main() {
@@ -111,7 +137,12 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 	if err != nil {
 		return err
 	}
+	serving, hooks, err := admissionServer(o)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           hooks,
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
@@ -130,7 +161,12 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	if err := setupControllers(ctx, mgr, o); err != nil {
+	if serving != nil {
+		if err := mgr.AddReadyzCheck("admission-webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return fmt.Errorf("adding the webhook's readiness check: %w", err)
+		}
+	}
+	if err := setupControllers(ctx, mgr, o, serving); err != nil {
 		return err
 	}
 	buildInfo.WithLabelValues(version).Set(1)
@@ -142,7 +178,14 @@ func run(ctx context.Context, cfg *rest.Config, o options) error {
 }
 
 // setupControllers registers every controller with the manager.
-func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
+func setupControllers(ctx context.Context, mgr ctrl.Manager, o options, serving *approval.Serving) error {
+	key, err := approval.Setup(ctx, mgr, approval.Options{
+		Namespace: o.namespace, CertSecret: o.certSecret, SealSecret: o.sealSecret,
+		Configuration: o.webhookConfig, DNSNames: strings.Split(o.dnsNames, ","), Serving: serving,
+	})
+	if err != nil {
+		return fmt.Errorf("setting up the admission webhook: %w", err)
+	}
 	gatewayAPI, err := rollout.GatewayAPIServed(mgr.GetRESTMapper())
 	if err != nil {
 		return err
@@ -158,6 +201,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
 		// One verification of an image may take this long, registry and
 		// Git reads included; 4,096 passes are cached.
 		Verifier: provenance.NewVerifier(provenance.DefaultRegistry(), 30*time.Second, "", gitops.DefaultLimits(), 4096),
+		Seal:     key,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
@@ -179,4 +223,26 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options) error {
 		return err
 	}
 	return nil
+}
+
+// admissionServer builds the TLS server of the admission webhook, whose
+// certificate the rotator keeps in a Secret, or nothing when disabled.
+func admissionServer(o options) (*approval.Serving, webhook.Server, error) {
+	if o.admissionAddr == "0" {
+		return nil, nil, nil
+	}
+	host, port, err := net.SplitHostPort(o.admissionAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--admission-bind-address %q: %w", o.admissionAddr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--admission-bind-address %q: the port is not a number", o.admissionAddr)
+	}
+	serving, err := approval.NewServing(types.NamespacedName{Namespace: o.namespace, Name: o.certSecret})
+	if err != nil {
+		return nil, nil, err
+	}
+	return serving, webhook.NewServer(webhook.Options{Host: host, Port: p, CertDir: serving.Dir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = serving.GetCertificate }}}), nil
 }

@@ -9,12 +9,14 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/vigil-dev/vigil/hack/cluster"
 	"github.com/vigil-dev/vigil/hack/testenv"
 )
 
@@ -50,16 +52,23 @@ func get(url string) (int, string, error) {
 
 func TestManagerServesProbesMetricsAndElectsALeader(t *testing.T) {
 	g := NewWithT(t)
-	c, err := client.New(cfg, client.Options{})
+	scheme, err := newScheme()
+	g.Expect(err).NotTo(HaveOccurred())
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	g.Expect(err).NotTo(HaveOccurred())
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "manager-"}}
 	g.Expect(c.Create(context.Background(), ns)).To(Succeed())
 
+	admission := freeAddr(t)
 	o, err := parseFlags([]string{
 		"--metrics-bind-address=" + freeAddr(t),
 		"--health-probe-bind-address=" + freeAddr(t),
 		"--leader-elect",
 		"--leader-election-namespace=" + ns.Name,
+		"--push-webhook-bind-address=" + freeAddr(t),
+		"--admission-bind-address=" + admission,
+		"--admission-dns-names=localhost",
+		"--namespace=" + ns.Name,
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 
@@ -90,6 +99,31 @@ func TestManagerServesProbesMetricsAndElectsALeader(t *testing.T) {
 		}
 		return *lease.Spec.HolderIdentity, nil
 	}, 30*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty(), "the manager holds the leader Lease")
+
+	// The admission webhook is served with a certificate the manager made
+	// and keeps in a Secret, and the CA it injected; no hand step.
+	_, port, _ := net.SplitHostPort(admission)
+	g.Expect(cluster.InstallWebhooks(context.Background(), c, testenv.WebhookManifests(), "https://localhost:"+port)).To(Succeed())
+	t.Cleanup(func() { removeWebhooks(t, c) })
+	g.Expect(testenv.AdmissionServed(context.Background(), c, time.Minute)).To(Succeed())
+	certs, seal := &corev1.Secret{}, &corev1.Secret{}
+	g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns.Name, Name: o.certSecret}, certs)).To(Succeed())
+	g.Expect(certs.Data).To(HaveKey("ca.crt"))
+	g.Expect(certs.Data).To(HaveKey("tls.crt"))
+	g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns.Name, Name: o.sealSecret}, seal)).To(Succeed())
+	g.Expect(seal.Data["key"]).To(HaveLen(32), "a random 32-byte sealing key")
+	g.Expect(seal.Immutable).To(HaveValue(BeTrue()))
+}
+
+// removeWebhooks deletes Vigil's webhook configurations, so the API server
+// stops calling a manager that is gone.
+func removeWebhooks(t *testing.T, c client.Client) {
+	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		obj.SetName(cluster.WebhookConfiguration)
+		if err := c.Delete(context.Background(), obj); client.IgnoreNotFound(err) != nil {
+			t.Errorf("deleting %T: %v", obj, err)
+		}
+	}
 }
 
 func TestBadFlagsAreRejected(t *testing.T) {

@@ -43,6 +43,7 @@ func TestPeopleRolesGrantWhatTheySay(t *testing.T) {
 	}{
 		{"alice", "create", "approvals", "", true},
 		{"alice", "approve", "rollouts", "", true},
+		{"alice", "reject", "rollouts", "", true},
 		{"alice", "get", "rollouts", "", true},
 		{"alice", "patch", "approvals", "status", false},
 		{"alice", "update", "rollouts", "", false},
@@ -51,6 +52,7 @@ func TestPeopleRolesGrantWhatTheySay(t *testing.T) {
 		{"bob", "list", "approvals", "", true},
 		{"bob", "create", "approvals", "", false},
 		{"bob", "approve", "rollouts", "", false},
+		{"bob", "reject", "rollouts", "", false},
 		{"carol", "get", "rollouts", "", false},
 	} {
 		g.Expect(may(tc.user, tc.verb, tc.resource, tc.subresource, "web")).To(Equal(tc.allowed),

@@ -214,24 +214,22 @@ func actOnVerdict(s *scope, a **vigilv1.RolloutAnalysis, i int32) {
 		s.record(false, vigilv1.ReasonAnalysisRetry, "Retry", "%s was %s; running it again as AnalysisRun %s", capitalize(analysisKey(cur)), cur.Verdict, (*a).Run)
 		setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d: %s retried", st.CanaryRevision, i, analysisKey(cur))
 	default:
-		if approvals := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalApprove); len(approvals) > 0 {
+		p := st.PendingApproval
+		waiting := p != nil && p.Step == i && p.Revision == st.CanaryRevision && p.Effect == vigilv1.EffectRunAnalysisAgain
+		if approvals := s.counting(vigilv1.ApprovalApprove); waiting && len(approvals) > 0 {
 			s.use(approvals[0])
 			*a = newAnalysis(s, cur.Step)
 			s.decided = true
 			st.PendingApproval = nil
-			s.record(false, vigilv1.ReasonAnalysisRetry, "Retry", "Approval %s runs the %s again as AnalysisRun %s", approvals[0].Name, analysisKey(cur), (*a).Run)
+			s.record(false, vigilv1.ReasonAnalysisRetry, "Retry", "Approval %s by %s runs the %s again as AnalysisRun %s", approvals[0].a.Name, approvals[0].id.User, analysisKey(cur), (*a).Run)
 			setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d: %s approved to run again", st.CanaryRevision, i, analysisKey(cur))
 			return
 		}
-		if st.PendingApproval == nil || st.PendingApproval.Step != i {
+		if !waiting {
 			s.record(true, vigilv1.ReasonAnalysisPaused, "Pause", "Canary %s paused at step %d: %s was %s. Approve step %d to run it again, or reject it to roll back",
 				st.CanaryRevision, i, analysisKey(cur), cur.Verdict, i)
 		}
-		since := metav1.NewTime(s.now)
-		if p := st.PendingApproval; p != nil && p.Step == i && p.Revision == st.CanaryRevision {
-			since = p.Since
-		}
-		st.PendingApproval = &vigilv1.PendingApproval{Revision: st.CanaryRevision, Step: i, Since: since, Required: 1}
+		s.waitFor(st.CanaryRevision, i, vigilv1.EffectRunAnalysisAgain, 0, 1)
 		setPhase(s, vigilv1.RolloutPhasePaused, "Canary %s paused at step %d: %s was %s (%s). Approve step %d to run it again, or reject it to roll back",
 			st.CanaryRevision, i, analysisKey(cur), cur.Verdict, cur.Message, i)
 	}

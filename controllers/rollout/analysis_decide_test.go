@@ -96,7 +96,10 @@ func TestRetryIsBoundedThenPauses(t *testing.T) {
 func TestApprovalOfAPausedAnalysisRunsItAgain(t *testing.T) {
 	g := NewWithT(t)
 	s := atAnalysis(vigilv1.AnalysisUnknown, nil)
-	s.approvals = []vigilv1.Approval{approval("again", "new", 1, vigilv1.ApprovalApprove, time.Second)}
+	// The reconcile before paused the step and began the wait.
+	s.rollout.Status.PendingApproval = &vigilv1.PendingApproval{Revision: "new", Step: 1, Since: metav1.NewMicroTime(t0.Add(-time.Second)),
+		Effect: vigilv1.EffectRunAnalysisAgain, Required: 1}
+	s.approvals = []vigilv1.Approval{approval(s, "again", "new", 1, vigilv1.ApprovalApprove, time.Second)}
 	decide(s, evidence{reached: true})
 	g.Expect(s.rollout.Status.Analysis.Run).To(Equal("ro-new-step1-1"))
 	g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1)), "the step is run again, not skipped")

@@ -110,11 +110,11 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		if err := r.Patch(ctx, ro, client.MergeFromWithOptions(s.rollout, lock)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("removing finalizer %s: %w", vigilv1.FinalizerRollout, err)
 		}
-	case consumeApproval:
+	case writeApproval:
 		a := c.approval.DeepCopy()
-		a.Status.ConsumedAt = ptr.To(metav1.NewTime(s.now))
-		if err := r.Status().Patch(ctx, a, client.MergeFromWithOptions(c.approval, lock)); err != nil {
-			return fmt.Errorf("marking Approval %s consumed: %w", a.Name, err)
+		a.Status = *c.approvalStatus
+		if err := r.Status().Patch(ctx, a, client.MergeFromWithOptions(c.approval, lock)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("writing the status of Approval %s: %w", a.Name, err)
 		}
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -162,63 +161,4 @@ func approvalConsumed(g Gomega, ns, name string) bool {
 	a := &vigilv1.Approval{}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, a)).To(Succeed())
 	return a.Status.ConsumedAt != nil
-}
-
-func TestStaleAndReplayedApprovalsChangeNothing(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ns := newNamespace(t)
-	kubelet(t, ns, nil)
-	stop := startManager(t, nil)
-	ro := newRollout(ns, "gate", 2, "gate:v1", approvalStep(), weightStep(50))
-	g.Expect(k8s.Create(ctx, ro)).To(Succeed())
-	v1 := waitPromoted(t, ro, 20*time.Second).Status.StableRevision
-	newImage(t, ro, "gate:v2")
-	var v2 string
-	g.Eventually(func(g Gomega) {
-		cur := get(g, ro)
-		g.Expect(cur.Status.PendingApproval).NotTo(BeNil())
-		v2 = cur.Status.PendingApproval.Revision
-	}, 20*time.Second, 20*time.Millisecond).Should(Succeed())
-
-	// Stop the controller while the stale approvals are made, so the one
-	// marked consumed is never seen unconsumed.
-	stop()
-	approve(t, ro, "other-revision", v1, 0, vigilv1.ApprovalApprove)
-	approve(t, ro, "other-step", v2, 1, vigilv1.ApprovalApprove)
-	other := &vigilv1.Approval{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "for-another-rollout"}, Spec: vigilv1.ApprovalSpec{
-		RolloutRef: vigilv1.LocalObjectReference{Name: "someone-else"}, Revision: v2, Step: 0, Decision: vigilv1.ApprovalApprove}}
-	g.Expect(k8s.Create(ctx, other)).To(Succeed())
-	used := approve(t, ro, "already-used", v2, 0, vigilv1.ApprovalApprove)
-	// This one was consumed before it could count here (as after an earlier attempt).
-	used.Status.ConsumedAt = ptr.To(metav1.Now())
-	g.Expect(k8s.Status().Update(ctx, used)).To(Succeed())
-	startManager(t, nil)
-
-	g.Consistently(func(g Gomega) {
-		cur := get(g, ro)
-		g.Expect(cur.Status.CurrentStepIndex).To(HaveValue(Equal(int32(0))))
-		g.Expect(cur.Status.Phase).To(Equal(vigilv1.RolloutPhasePaused))
-		g.Expect(cur.Status.UsedApprovals).To(BeEmpty())
-	}, 2*time.Second, 50*time.Millisecond).Should(Succeed(), "approvals for another revision, step or Rollout, or already used, do nothing")
-
-	approve(t, ro, "valid", v2, 0, vigilv1.ApprovalApprove)
-	promoted := waitPromoted(t, ro, 20*time.Second)
-	g.Expect(promoted.Status.StableRevision).To(Equal(v2))
-	g.Eventually(func(g Gomega) {
-		g.Expect(approvalConsumed(g, ns, "valid")).To(BeTrue())
-		g.Expect(get(g, ro).Status.UsedApprovals).To(BeEmpty())
-	}).Should(Succeed())
-	for _, name := range []string{"other-revision", "other-step", "for-another-rollout"} {
-		g.Expect(approvalConsumed(g, ns, name)).To(BeFalse(), name)
-	}
-
-	// Replaying the approval that was used changes nothing.
-	settled := get(g, ro)
-	approve(t, ro, "valid-again", v2, 0, vigilv1.ApprovalApprove)
-	g.Consistently(func(g Gomega) {
-		cur := get(g, ro)
-		g.Expect(cur.ResourceVersion).To(Equal(settled.ResourceVersion), "the Rollout is not written at all")
-		g.Expect(approvalConsumed(g, ns, "valid-again")).To(BeFalse())
-	}, 2*time.Second, 50*time.Millisecond).Should(Succeed())
 }

@@ -37,6 +37,7 @@ import (
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/skeleton"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/provenance"
 	"github.com/vigil-dev/vigil/traffic"
 )
@@ -73,6 +74,9 @@ type Reconciler struct {
 	// Verifier runs the provenance gate; without one a Rollout that names
 	// a TrustPolicy is stalled.
 	Verifier *provenance.Verifier
+	// Seal opens the seals the admission webhook puts on Approvals; an
+	// Approval whose seal does not open with it counts for nothing.
+	Seal proof.Key
 }
 
 // SetupWithManager registers the controller and the indexes it needs.
@@ -185,7 +189,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // reconcileRollout runs one reconcile of ro over a new scope.
 func (r *Reconciler) reconcileRollout(ctx context.Context, ro *vigilv1.Rollout, notes *skeleton.Notes) (ctrl.Result, error) {
-	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1, notes: notes}
+	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1, notes: notes, key: r.Seal}
 	if ro.DeletionTimestamp != nil {
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}

@@ -110,21 +110,21 @@ func startCanary(s *scope) {
 func decideRolledBack(s *scope) {
 	st := &s.rollout.Status
 	rb := st.Rollback
-	for _, a := range s.decisions(st.CanaryRevision, 0, vigilv1.ApprovalApprove) {
-		if a.CreationTimestamp.Before(&rb.StartedAt) {
-			continue
+	if p := st.PendingApproval; p != nil && p.Effect == vigilv1.EffectRetryRevision {
+		if retry := s.counting(vigilv1.ApprovalApprove); len(retry) > 0 {
+			c := retry[0]
+			s.use(c)
+			s.decided = true
+			st.Rollback = nil
+			st.PendingApproval = nil
+			// The retry runs every analysis afresh, as new attempts.
+			st.Analysis, st.BackgroundAnalysis = nil, nil
+			st.CurrentStepIndex = ptr.To(int32(0))
+			st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
+			s.record(false, vigilv1.ReasonRetryApproved, "Retry", "Approval %s by %s retries revision %s from step 0", c.a.Name, c.id.User, st.CanaryRevision)
+			setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s retried at step 0", st.CanaryRevision)
+			return
 		}
-		s.use(a)
-		s.decided = true
-		st.Rollback = nil
-		st.PendingApproval = nil
-		// The retry runs every analysis afresh, as new attempts.
-		st.Analysis, st.BackgroundAnalysis = nil, nil
-		st.CurrentStepIndex = ptr.To(int32(0))
-		st.CurrentStepStartedAt = ptr.To(metav1.NewMicroTime(s.now))
-		s.record(false, vigilv1.ReasonRetryApproved, "Retry", "Approval %s retries revision %s from step 0", a.Name, st.CanaryRevision)
-		setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s retried at step 0", st.CanaryRevision)
-		return
 	}
 	if !trafficOnStable(s) {
 		setPhase(s, vigilv1.RolloutPhaseRollingBack, "Rolling back revision %s (%s)", rb.Revision, rb.Trigger)
@@ -134,7 +134,9 @@ func decideRolledBack(s *scope) {
 		s.record(true, vigilv1.ReasonRolledBack, "Rollback", "Revision %s rolled back (%s); stable revision %s serves all traffic", rb.Revision, rb.Trigger, st.StableRevision)
 		addHistory(s, rb.Revision, vigilv1.RolloutPhaseRolledBack)
 	}
-	st.PendingApproval = &vigilv1.PendingApproval{Revision: rb.Revision, Step: 0, Since: rb.StartedAt, Required: 1}
+	// The retry wait begins once the rollback is done: an Approval admitted
+	// earlier answers another wait and never retries the revision.
+	s.waitFor(rb.Revision, 0, vigilv1.EffectRetryRevision, 0, 1)
 	setPhase(s, vigilv1.RolloutPhaseRolledBack, "Revision %s rolled back (%s): %s. Approve it at step 0 to retry", rb.Revision, rb.Trigger, rb.Message)
 }
 
@@ -143,9 +145,10 @@ func decideStep(s *scope, ev evidence) {
 	st := &s.rollout.Status
 	i := s.stepIndex()
 	steps := s.steps()
-	if rejects := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalReject); len(rejects) > 0 {
-		s.use(rejects[0])
-		rollback(s, vigilv1.RollbackTriggerRejected, fmt.Sprintf("Approval %s rejected it: %s", rejects[0].Name, rejects[0].Spec.Reason))
+	if rejects := s.counting(vigilv1.ApprovalReject); len(rejects) > 0 {
+		c := rejects[0]
+		s.use(c)
+		rollback(s, vigilv1.RollbackTriggerRejected, fmt.Sprintf("Approval %s by %s rejected it: %s", c.a.Name, c.id.User, c.a.Spec.Reason))
 		return
 	}
 	if decideBackground(s, i) {
@@ -199,21 +202,29 @@ func waitForPods(s *scope, i int32, missing string) {
 	setPhase(s, vigilv1.RolloutPhaseProgressing, "Canary %s at step %d, waiting for pods and traffic: %s", st.CanaryRevision, i, missing)
 }
 
-// decideApproval passes step i once enough people approved it; with scope
-// Full the remaining steps are skipped.
+// decideApproval passes step i once enough people approved it. Approvals
+// of scope Full skip the remaining steps only when as many people gave one
+// as the strictest remaining step that waits for people needs; otherwise
+// they pass this step alone.
 func decideApproval(s *scope, i int32) {
 	st := &s.rollout.Status
-	approvals := s.decisions(st.CanaryRevision, i, vigilv1.ApprovalApprove)
+	approvals := s.counting(vigilv1.ApprovalApprove)
 	required := requiredApprovals(s.steps(), i)
-	if got := distinctApprovers(approvals); got < required {
-		st.PendingApproval = &vigilv1.PendingApproval{Revision: st.CanaryRevision, Step: i, Since: metav1.NewTime(s.stepStarted()), Received: got, Required: required}
+	if got := people(approvals); got < required {
+		s.waitFor(st.CanaryRevision, i, vigilv1.EffectPassStep, got, required)
 		setPhase(s, vigilv1.RolloutPhasePaused, "Canary %s waits for approval of step %d (%d of %d)", st.CanaryRevision, i, got, required)
 		return
 	}
 	s.use(approvals...)
 	next := i + 1
-	if slices.ContainsFunc(approvals, func(a *vigilv1.Approval) bool { return a.Spec.Scope == vigilv1.ApprovalScopeFull }) {
-		next = int32(len(s.steps()))
+	full := slices.DeleteFunc(slices.Clone(approvals), func(c counted) bool { return c.a.Spec.Scope != vigilv1.ApprovalScopeFull })
+	if len(full) > 0 {
+		need, at := strictestFrom(s.steps(), i)
+		if got := people(full); got >= need {
+			next = int32(len(s.steps()))
+		} else {
+			s.record(true, vigilv1.ReasonApprovalUsed, "Decide", "Scope Full came from %d of the %d people step %d needs; passing step %d only", got, need, at, i)
+		}
 	}
 	advance(s, next)
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/traffic"
 )
 
@@ -27,14 +28,59 @@ func canaryAt(i int32, since time.Duration, steps ...vigilv1.CanaryStep) *scope 
 		Phase:                vigilv1.RolloutPhaseProgressing,
 		History:              []vigilv1.RevisionHistory{{Revision: "old", Outcome: vigilv1.RolloutPhasePromoted, Time: metav1.NewTime(t0.Add(-time.Hour))}},
 	}
-	return &scope{now: t0, rollout: ro, revision: "new", replicas: 4, advancedFrom: -1}
+	if int(i) < len(steps) && proof.WaitsForPeople(steps[i]) {
+		// The reconcile before this one started the wait.
+		ro.Status.PendingApproval = &vigilv1.PendingApproval{Revision: "new", Step: i, Since: *ro.Status.CurrentStepStartedAt,
+			Effect: vigilv1.EffectPassStep, Required: requiredApprovals(steps, i)}
+	}
+	return &scope{now: t0, rollout: ro, revision: "new", replicas: 4, advancedFrom: -1, key: testKey}
 }
 
-func approval(name, revision string, step int32, d vigilv1.ApprovalDecision, age time.Duration) vigilv1.Approval {
-	return vigilv1.Approval{
+// testKey seals the Approvals of the pure tests, as the webhook would.
+var testKey = func() proof.Key {
+	k, err := proof.NewKey([]byte("a key of 32 bytes for pure tests"))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// sealAs seals a as the admission webhook would for user, admitted at at
+// for the wait that began at wait.
+func sealAs(a *vigilv1.Approval, user string, at time.Time, wait string) {
+	raw, seal, err := testKey.Seal(a.Namespace, a.Spec, proof.Identity{User: user, At: proof.Time(at), Wait: wait})
+	if err != nil {
+		panic(err)
+	}
+	a.Annotations = map[string]string{vigilv1.AnnotationApprovalIdentity: raw, vigilv1.AnnotationApprovalSeal: seal}
+}
+
+// approval is an Approval made age ago by alice, sealed (as the webhook
+// does) when it names what s waits for, and unsealed otherwise (as if the
+// webhook had not been installed).
+func approval(s *scope, name, revision string, step int32, d vigilv1.ApprovalDecision, age time.Duration) vigilv1.Approval {
+	a := vigilv1.Approval{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0.Add(-age))},
 		Spec:       vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: "ro"}, Revision: revision, Step: step, Decision: d, Scope: vigilv1.ApprovalScopeStep},
 	}
+	if w, why := proof.WaitOf(s.rollout, d); why == "" && w.Names(a.Spec) {
+		sealAs(&a, "alice", t0.Add(-age), w.Since)
+	}
+	return a
+}
+
+// fullApproval is user's Approval of scope Full of the step s waits at.
+func fullApproval(s *scope, name, user string, step int32) vigilv1.Approval {
+	a := approval(s, name, "new", step, vigilv1.ApprovalApprove, time.Second)
+	a.Spec.Scope = vigilv1.ApprovalScopeFull
+	w, _ := proof.WaitOf(s.rollout, vigilv1.ApprovalApprove)
+	sealAs(&a, user, t0.Add(-time.Second), w.Since)
+	return a
+}
+
+// quorumStep is an approval step that needs n people.
+func quorumStep(n int32) vigilv1.CanaryStep {
+	return vigilv1.CanaryStep{Approval: &vigilv1.ApprovalStep{RequiredApprovals: n}}
 }
 
 // decideSteps are the steps of every TestDecide case.
@@ -96,9 +142,9 @@ var decideCases = []decideCase{
 	{"an approval step waits and says what for", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
 		s.approvals = []vigilv1.Approval{
-			approval("other-step", "new", 1, vigilv1.ApprovalApprove, time.Second),
-			approval("other-revision", "old", 2, vigilv1.ApprovalApprove, time.Second),
-			approval("expired", "new", 2, vigilv1.ApprovalApprove, 2*time.Hour),
+			approval(s, "other-step", "new", 1, vigilv1.ApprovalApprove, time.Second),
+			approval(s, "other-revision", "old", 2, vigilv1.ApprovalApprove, time.Second),
+			approval(s, "expired", "new", 2, vigilv1.ApprovalApprove, 2*time.Hour),
 		}
 		return s
 	}, true, func(g Gomega, s *scope) {
@@ -109,7 +155,7 @@ var decideCases = []decideCase{
 	}},
 	{"an approval of this revision and step passes it and is used", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
-		s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
+		s.approvals = []vigilv1.Approval{approval(s, "yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
 		return s
 	}, true, func(g Gomega, s *scope) {
 		g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(3)))
@@ -117,20 +163,47 @@ var decideCases = []decideCase{
 	}},
 	{"an approval already used counts no more", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
-		s.approvals = []vigilv1.Approval{approval("yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
+		s.approvals = []vigilv1.Approval{approval(s, "yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
 		s.rollout.Status.UsedApprovals = []string{"yes"}
 		return s
 	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
 	{"scope Full skips the remaining steps", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
-		a := approval("all", "new", 2, vigilv1.ApprovalApprove, time.Second)
-		a.Spec.Scope = vigilv1.ApprovalScopeFull
-		s.approvals = []vigilv1.Approval{a}
+		s.approvals = []vigilv1.Approval{fullApproval(s, "all", "alice", 2)}
 		return s
 	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(4))) }},
+	{"scope Full from fewer people than a later step needs passes this step only", func() *scope {
+		s := canaryAt(0, time.Minute, approvalStep(), quorumStep(2), weightStep(60))
+		s.approvals = []vigilv1.Approval{fullApproval(s, "all", "alice", 0)}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1))) }},
+	{"scope Full from as many people as the strictest later step needs skips the rest", func() *scope {
+		s := canaryAt(0, time.Minute, approvalStep(), quorumStep(2), weightStep(60))
+		s.approvals = []vigilv1.Approval{fullApproval(s, "a", "alice", 0), fullApproval(s, "b", "bob", 0)}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(3))) }},
+	{"scope Full twice from one person is one person", func() *scope {
+		s := canaryAt(0, time.Minute, approvalStep(), quorumStep(2), weightStep(60))
+		s.approvals = []vigilv1.Approval{fullApproval(s, "a", "alice", 0), fullApproval(s, "b", "alice", 0)}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(1))) }},
+	{"an Approval without a seal counts for nothing", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		a := approval(s, "yes", "new", 2, vigilv1.ApprovalApprove, time.Second)
+		a.Annotations = nil
+		s.approvals = []vigilv1.Approval{a}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
+	{"an Approval sealed for an earlier wait of the same step counts for nothing", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		a := approval(s, "yes", "new", 2, vigilv1.ApprovalApprove, time.Second)
+		sealAs(&a, "alice", t0.Add(-time.Second), proof.Time(t0.Add(-time.Hour)))
+		s.approvals = []vigilv1.Approval{a}
+		return s
+	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
 	{"a Reject rolls back even before pods are ready", func() *scope {
 		s := canaryAt(0, time.Second, decideSteps...)
-		s.approvals = []vigilv1.Approval{approval("no", "new", 0, vigilv1.ApprovalReject, time.Second)}
+		s.approvals = []vigilv1.Approval{approval(s, "no", "new", 0, vigilv1.ApprovalReject, time.Second)}
 		return s
 	}, false, func(g Gomega, s *scope) {
 		g.Expect(s.rollout.Status.Rollback).To(HaveField("Trigger", vigilv1.RollbackTriggerRejected))
@@ -154,7 +227,7 @@ var decideCases = []decideCase{
 	{"only an approval made after a rollback retries the revision", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
 		s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
-		s.approvals = []vigilv1.Approval{approval("before", "new", 0, vigilv1.ApprovalApprove, 2*time.Minute)}
+		s.approvals = []vigilv1.Approval{approval(s, "before", "new", 0, vigilv1.ApprovalApprove, 2*time.Minute)}
 		return s
 	}, true, func(g Gomega, s *scope) {
 		g.Expect(s.rollout.Status.Rollback).NotTo(BeNil())
@@ -163,7 +236,9 @@ var decideCases = []decideCase{
 	{"an approval of step 0 after a rollback retries from step 0", func() *scope {
 		s := canaryAt(2, time.Minute, decideSteps...)
 		s.rollout.Status.Rollback = &vigilv1.RollbackStatus{Revision: "new", Trigger: vigilv1.RollbackTriggerRejected, StartedAt: metav1.NewTime(t0.Add(-time.Minute))}
-		s.approvals = []vigilv1.Approval{approval("again", "new", 0, vigilv1.ApprovalApprove, time.Second)}
+		s.rollout.Status.PendingApproval = &vigilv1.PendingApproval{Revision: "new", Step: 0, Since: metav1.NewMicroTime(t0.Add(-30 * time.Second)),
+			Effect: vigilv1.EffectRetryRevision, Required: 1}
+		s.approvals = []vigilv1.Approval{approval(s, "again", "new", 0, vigilv1.ApprovalApprove, time.Second)}
 		return s
 	}, true, func(g Gomega, s *scope) {
 		g.Expect(s.rollout.Status.Rollback).To(BeNil())

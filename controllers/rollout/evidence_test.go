@@ -464,8 +464,8 @@ func TestTwoApprovalsOfOneStepAdvanceItOnceAndEachIsRecorded(t *testing.T) {
 			}
 		}
 		g.Expect(used).To(HaveLen(2), "one Event per used Approval")
-		g.Expect(used["alice"]).To(ContainSubstring("Used Approval alice (Approve of revision " + v2 + " at step 0)"))
-		g.Expect(used["bob"]).To(ContainSubstring("Used Approval bob (Approve"))
+		g.Expect(used["alice"]).To(MatchRegexp(`Used Approval alice by \S+ \(Approve of revision ` + v2 + ` at step 0\)`))
+		g.Expect(used["bob"]).To(ContainSubstring("Used Approval bob by "))
 		g.Expect(approvalConsumed(g, ns, "alice")).To(BeTrue())
 		g.Expect(approvalConsumed(g, ns, "bob")).To(BeTrue())
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())

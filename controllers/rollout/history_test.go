@@ -176,7 +176,7 @@ func (c *cluster) routeThroughGateway() {
 
 // scope observes the model as the controller observes the cluster.
 func (c *cluster) scope(t *rapid.T) *scope {
-	s := &scope{now: c.now, rollout: c.ro.DeepCopy(), advancedFrom: -1}
+	s := &scope{now: c.now, rollout: c.ro.DeepCopy(), advancedFrom: -1, key: testKey}
 	var sets []*appsv1.ReplicaSet
 	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
 		sets = append(sets, c.sets[name].DeepCopy())
@@ -322,10 +322,10 @@ func (c *cluster) write(s *scope, ch change) {
 	case setWeight:
 		view, _ := traffic.NewRoute(c.route, "app-stable", "app-canary")
 		view.SetCanaryWeight(ch.weight)
-	case consumeApproval:
+	case writeApproval:
 		for i := range c.approvals {
 			if c.approvals[i].Name == ch.approval.Name {
-				c.approvals[i].Status.ConsumedAt = ptr.To(metav1.NewTime(c.now))
+				c.approvals[i].Status = *ch.approvalStatus.DeepCopy()
 			}
 		}
 	case createAnalysisRun:
@@ -537,7 +537,7 @@ func (c *cluster) settle(t *rapid.T) {
 	for round := 0; round < 200; round++ {
 		c.allReady()
 		if p := c.ro.Status.PendingApproval; p != nil {
-			c.approve(p.Revision, p.Step, vigilv1.ApprovalApprove, vigilv1.ApprovalScopeStep)
+			c.approve("alice", p.Revision, p.Step, vigilv1.ApprovalApprove, vigilv1.ApprovalScopeStep)
 		}
 		for _, run := range c.runs {
 			if !run.Status.Verdict.Finished() && !run.Spec.Terminate {

@@ -13,6 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	proof "github.com/vigil-dev/vigil/evidence"
 )
 
 // What happens to a Rollout in the generated histories (history_test.go):
@@ -93,16 +94,24 @@ func (c *cluster) decision(t *rapid.T, d vigilv1.ApprovalDecision) {
 	if rapid.IntRange(0, 4).Draw(t, "full") == 0 {
 		scope = vigilv1.ApprovalScopeFull
 	}
-	c.approve(rev, step, d, scope)
+	c.approve(rapid.SampledFrom([]string{"alice", "bob"}).Draw(t, "approver"), rev, step, d, scope)
 }
 
-func (c *cluster) approve(rev string, step int32, d vigilv1.ApprovalDecision, scope vigilv1.ApprovalScope) {
+// approve is what creating an Approval does with Vigil's admission webhook
+// installed: one that names what the Rollout waits for is sealed for that
+// wait. Any other the webhook refuses; the model keeps it unsealed, as if
+// made while the webhook was not installed, and it must count for nothing.
+func (c *cluster) approve(user, rev string, step int32, d vigilv1.ApprovalDecision, scope vigilv1.ApprovalScope) {
 	c.made++
-	c.approvals = append(c.approvals, vigilv1.Approval{
+	a := vigilv1.Approval{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("a%d", c.made), UID: types.UID(fmt.Sprintf("a%d", c.made)), CreationTimestamp: metav1.NewTime(c.now)},
 		Spec: vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: "app"}, Revision: rev, Step: step, Decision: d, Scope: scope,
 			Reason: "generated"},
-	})
+	}
+	if w, why := proof.WaitOf(c.ro, d); why == "" && w.Names(a.Spec) {
+		sealAs(&a, user, c.now, w.Since)
+	}
+	c.approvals = append(c.approvals, a)
 }
 
 // verdict gives an AnalysisRun a verdict, or a measurement while it runs.

@@ -263,16 +263,19 @@ func gateUnmet(s *scope, before *vigilv1.RolloutStatus) string {
 		}
 		return ""
 	}
-	var approvers []*vigilv1.Approval
+	var approvers []counted
 	for _, name := range s.rollout.Status.UsedApprovals {
 		for i := range s.approvals {
 			a := &s.approvals[i]
-			if a.Name == name && a.Spec.Revision == before.CanaryRevision && a.Spec.Step == from && a.Spec.Decision == vigilv1.ApprovalApprove {
-				approvers = append(approvers, a)
+			if a.Name != name || a.Spec.Revision != before.CanaryRevision || a.Spec.Step != from || a.Spec.Decision != vigilv1.ApprovalApprove {
+				continue
+			}
+			if id, err := s.key.Open(a); err == nil {
+				approvers = append(approvers, counted{a: a, id: id})
 			}
 		}
 	}
-	if got, want := distinctApprovers(approvers), requiredApprovals(s.steps(), from); got < want {
+	if got, want := people(approvers), requiredApprovals(s.steps(), from); got < want {
 		return fmt.Sprintf("it had %d of %d approvals", got, want)
 	}
 	return ""

@@ -98,8 +98,8 @@ func (k changeKind) String() string {
 		return "SetServiceSelector"
 	case setWeight:
 		return "SetRouteWeight"
-	case consumeApproval:
-		return "ConsumeApproval"
+	case writeApproval:
+		return "WriteApprovalStatus"
 	case deleteReplicaSet:
 		return "DeleteReplicaSet"
 	case createAnalysisRun:
@@ -129,8 +129,8 @@ func (c change) String() string {
 		return fmt.Sprintf("take Vigil's selector key out of Service %s", c.service.Name)
 	case setWeight:
 		return fmt.Sprintf("set the canary's route weight to %d%%", c.weight)
-	case consumeApproval:
-		return fmt.Sprintf("mark Approval %s consumed", c.approval.Name)
+	case writeApproval:
+		return fmt.Sprintf("write the status of Approval %s", c.approval.Name)
 	case createAnalysisRun:
 		return fmt.Sprintf("create AnalysisRun %s", c.run.Name)
 	case terminateAnalysisRun:

@@ -18,7 +18,7 @@ const (
 	scaleReplicaSet
 	setSelector
 	setWeight
-	consumeApproval
+	writeApproval
 	deleteReplicaSet
 	createAnalysisRun
 	terminateAnalysisRun
@@ -36,14 +36,16 @@ type change struct {
 	revision string
 	weight   int32 // canary weight of the HTTPRoute
 	approval *vigilv1.Approval
-	run      *vigilv1.AnalysisRun // created or terminated
+	// approvalStatus is the approval's new status.
+	approvalStatus *vigilv1.ApprovalStatus
+	run            *vigilv1.AnalysisRun // created or terminated
 }
 
 // traffic reports whether a change moves traffic or pods; approvals,
 // analysis and history clean-up do not.
 func (c change) traffic() bool {
 	switch c.kind {
-	case consumeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun, removeFinalizer:
+	case writeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun, removeFinalizer:
 		return false
 	}
 	return true
@@ -263,19 +265,6 @@ func planGateway(s *scope) []change {
 	// 5. Traffic reaches the canary last.
 	if weight < allowed {
 		out = append(out, change{kind: setWeight, weight: allowed})
-	}
-	return out
-}
-
-// planApprovals marks consumed every Approval the Rollout has acted on.
-func planApprovals(s *scope) []change {
-	var out []change
-	for _, name := range s.rollout.Status.UsedApprovals {
-		for i := range s.approvals {
-			if a := &s.approvals[i]; a.Name == name && a.Status.ConsumedAt == nil {
-				out = append(out, change{kind: consumeApproval, approval: a})
-			}
-		}
 	}
 	return out
 }

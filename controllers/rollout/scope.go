@@ -10,6 +10,7 @@ import (
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/skeleton"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/traffic"
 )
 
@@ -30,6 +31,9 @@ type scope struct {
 	sets []*appsv1.ReplicaSet
 	// approvals are the Approvals that name the Rollout.
 	approvals []vigilv1.Approval
+	// key opens the seals of Approvals; one that does not open counts for
+	// nothing.
+	key proof.Key
 	// runs are the AnalysisRuns the Rollout owns, by name.
 	runs map[string]*vigilv1.AnalysisRun
 	// runSpecs are the AnalysisRuns the status wants that do not exist yet,

@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-dev/vigil/analysis"
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/analysisrun"
+	approvalwebhook "github.com/vigil-dev/vigil/controllers/approval"
 	"github.com/vigil-dev/vigil/controllers/trustpolicy"
 	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/hack/promtest"
@@ -64,8 +65,26 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	testenv.Main(promtest.WithCleanup(m, func() { _ = prom.Stop(); _ = exporter.Close() }), testenv.Connect(&cfg, scheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install), gatewayCRD)
+	connect := testenv.Connect(&cfg, scheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme, gatewayv1.Install)
+	stopAdmission := func() {}
+	testenv.Main(promtest.WithCleanup(m, func() { stopAdmission(); _ = prom.Stop(); _ = exporter.Close() }), func(c *rest.Config) error {
+		if err := connect(c); err != nil {
+			return err
+		}
+		// Every Approval of the suite goes through Vigil's admission
+		// webhook, served and installed as a real install does.
+		base, stop, err := testenv.ServeAdmission(c, scheme)
+		if err != nil {
+			return err
+		}
+		webhookBase = base
+		stopAdmission = stop
+		return nil
+	}, gatewayCRD)
 }
+
+// webhookBase is where the suite's admission webhook is served.
+var webhookBase string
 
 // verifier is the image verifier of the manager startManager started last.
 var verifier *provenance.Verifier
@@ -81,8 +100,12 @@ func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) 
 			return fmt.Errorf("the test API server should serve HTTPRoutes (%v)", err)
 		}
 		verifier = provenance.NewVerifier(provenance.DefaultRegistry(), 2*time.Second, t.TempDir(), gitops.DefaultLimits(), 4096)
+		key, err := approvalwebhook.Setup(ctx, mgr, testenv.Admission(nil))
+		if err != nil {
+			return err
+		}
 		r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"),
-			GatewayAPI: gw, Verifier: verifier}
+			GatewayAPI: gw, Verifier: verifier, Seal: key}
 		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			return err
 		}

@@ -1,0 +1,113 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	"github.com/vigil-dev/vigil/controllers/approval"
+	"github.com/vigil-dev/vigil/hack/cluster"
+)
+
+// Admission is where a suite's admission webhook keeps its Secrets; the
+// per-test managers read the sealing key from the same place.
+func Admission(serving *approval.Serving) approval.Options {
+	return approval.Options{Namespace: "vigil-system", CertSecret: "vigil-webhook-server-cert", SealSecret: "vigil-approval-seal",
+		Configuration: cluster.WebhookConfiguration, DNSNames: []string{"localhost"}, Serving: serving}
+}
+
+// WebhookManifests is config/webhook/manifests.yaml.
+func WebhookManifests() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "config", "webhook", "manifests.yaml")
+}
+
+// ServeAdmission runs Vigil's admission webhook for the whole suite, as the
+// manager does: the rotator makes its certificate and injects the CA, and
+// config/webhook's configurations are installed to call it on loopback.
+// It returns the base URL the configurations call, once the API server
+// admits through it; stop ends it.
+func ServeAdmission(cfg *rest.Config, scheme *kruntime.Scheme) (base string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		cancel()
+		return "", nil, err
+	}
+	o := Admission(nil)
+	serving, err := approval.NewServing(types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret})
+	if err != nil {
+		cancel()
+		return "", nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: serving.Dir,
+			TLSOpts: []func(*tls.Config){func(t *tls.Config) { t.GetCertificate = serving.GetCertificate }}})})
+	if err != nil {
+		cancel()
+		return "", nil, err
+	}
+	if _, err := approval.Setup(ctx, mgr, Admission(serving)); err != nil {
+		cancel()
+		return "", nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	stop = func() { cancel(); <-done }
+	base = fmt.Sprintf("https://localhost:%d", port)
+	if err := cluster.InstallWebhooks(ctx, c, WebhookManifests(), base); err != nil {
+		stop()
+		return "", nil, err
+	}
+	if err := AdmissionServed(ctx, c, time.Minute); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return base, stop, nil
+}
+
+// AdmissionServed waits until the API server calls Vigil's webhook: a
+// dry-run Approval naming a Rollout that does not exist is refused by it.
+func AdmissionServed(ctx context.Context, c client.Client, timeout time.Duration) error {
+	if err := cluster.WaitForCABundle(ctx, c, timeout); err != nil {
+		return fmt.Errorf("the rotator injected no CA into the webhook configurations: %w", err)
+	}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		probe := &vigilv1.Approval{ObjectMeta: metav1.ObjectMeta{Namespace: "default", GenerateName: "probe-"},
+			Spec: vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: "no-such-rollout"}, Revision: "x", Step: 0, Decision: vigilv1.ApprovalApprove}}
+		last = c.Create(ctx, probe, client.DryRunAll)
+		return last != nil && strings.Contains(last.Error(), "does not exist in namespace"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server does not admit Approvals through Vigil's webhook (last answer: %v): %w", last, err)
+	}
+	return nil
+}
