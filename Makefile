@@ -71,7 +71,7 @@ demo: ## Tell Vigil's story (v1 stable, v2 promoted, v3 rolled back, v4 blocked)
 	go build -o $(DEMO_DIR)/bin/ ./cmd/vigil-controller ./hack/demo
 	@$(MAKE) --no-print-directory dev-cluster DEV_CLUSTER_DIR=$(DEMO_DIR)/cluster
 	$(DEMO_DIR)/bin/demo up --dir $(DEMO_DIR) --kubeconfig $(DEMO_DIR)/cluster/kubeconfig --bin $(DEMO_DIR)/bin \
-		--prometheus "$$($(TOOLS) dir prometheus)/prometheus" --crds config/crd/bases --role config/rbac/role.yaml --assets "$$($(TOOLS) assets)"
+		--prometheus "$$($(TOOLS) dir prometheus)/prometheus" --crds config/crd/bases --role config/rbac/role.yaml --webhooks config/webhook/manifests.yaml --assets "$$($(TOOLS) assets)"
 
 .PHONY: demo-down
 demo-down: ## Stop every process make demo started

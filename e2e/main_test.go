@@ -70,6 +70,7 @@ func run(m *testing.M) (code int) {
 		Prometheus: prom,
 		CRDs:       "../config/crd/bases",
 		Role:       "../config/rbac/role.yaml",
+		Webhooks:   "../config/webhook/manifests.yaml",
 		Out:        story,
 		// A test timeout skips the cleanup below; the kernel then stops them.
 		DieWithParent: true,

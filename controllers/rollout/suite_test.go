@@ -17,8 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -127,37 +125,7 @@ func newNamespace(t testing.TB) string { return testenv.Namespace(t, k8s, "rollo
 // that many pods exist and are ready and available. No pods are created.
 func kubelet(t testing.TB, ns string, ready func(*appsv1.ReplicaSet) bool) {
 	t.Helper()
-	cs := kubernetes.NewForConfigOrDie(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			w, err := cs.AppsV1().ReplicaSets(ns).Watch(ctx, metav1.ListOptions{})
-			if err != nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			for ev := range w.ResultChan() {
-				rs, ok := ev.Object.(*appsv1.ReplicaSet)
-				if !ok || ev.Type == watch.Deleted || ready != nil && !ready(rs) {
-					continue
-				}
-				n := ptr.Deref(rs.Spec.Replicas, 1)
-				if rs.Status.ObservedGeneration == rs.Generation && rs.Status.Replicas == n && rs.Status.AvailableReplicas == n {
-					continue
-				}
-				rs.Status = appsv1.ReplicaSetStatus{Replicas: n, FullyLabeledReplicas: n, ReadyReplicas: n, AvailableReplicas: n, ObservedGeneration: rs.Generation}
-				// A conflict means a newer version is on its way to this watch.
-				_, _ = cs.AppsV1().ReplicaSets(ns).UpdateStatus(ctx, rs, metav1.UpdateOptions{})
-			}
-			w.Stop()
-		}
-	}()
+	testenv.Kubelet(t, cfg, ns, ready)
 }
 
 // newRollout is a Rollout of replicas pods running image.

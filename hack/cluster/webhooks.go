@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 )
 
 // WebhookConfiguration is the name config/default gives Vigil's Mutating-
@@ -82,4 +86,24 @@ func WaitForCABundle(ctx context.Context, c client.Client, timeout time.Duration
 		}
 		return true, nil
 	})
+}
+
+// WaitForAdmission waits until the API server calls Vigil's webhook with
+// the CA the rotator injected: a dry-run Approval naming a Rollout that
+// does not exist is refused by it.
+func WaitForAdmission(ctx context.Context, c client.Client, timeout time.Duration) error {
+	if err := WaitForCABundle(ctx, c, timeout); err != nil {
+		return fmt.Errorf("the rotator injected no CA into the webhook configurations: %w", err)
+	}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		probe := &vigilv1.Approval{ObjectMeta: metav1.ObjectMeta{Namespace: "default", GenerateName: "probe-"},
+			Spec: vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: "no-such-rollout"}, Revision: "x", Step: 0, Decision: vigilv1.ApprovalApprove}}
+		last = c.Create(ctx, probe, client.DryRunAll)
+		return last != nil && strings.Contains(last.Error(), "does not exist in namespace"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server does not admit Approvals through Vigil's webhook (last answer: %v): %w", last, err)
+	}
+	return nil
 }

@@ -35,7 +35,8 @@ func main() {
 		fs.StringVar(&o.Bin, "bin", ".demo/bin", "directory holding vigil-controller and demo")
 		fs.StringVar(&o.Prometheus, "prometheus", "", "the prometheus binary")
 		fs.StringVar(&o.CRDs, "crds", "config/crd/bases", "directory of Vigil's CRDs")
-		fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's ClusterRole")
+		fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's ClusterRole and Role")
+		fs.StringVar(&o.Webhooks, "webhooks", "config/webhook/manifests.yaml", "Vigil's webhook configurations")
 		fs.StringVar(&assets, "assets", "", "directory holding kubectl (hack/tools.sh assets)")
 		_ = fs.Parse(os.Args[2:])
 		o.Out = os.Stdout

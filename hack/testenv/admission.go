@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,14 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/approval"
 	"github.com/vigil-dev/vigil/hack/cluster"
 )
@@ -93,21 +90,7 @@ func ServeAdmission(cfg *rest.Config, scheme *kruntime.Scheme) (base string, sto
 	return base, stop, nil
 }
 
-// AdmissionServed waits until the API server calls Vigil's webhook: a
-// dry-run Approval naming a Rollout that does not exist is refused by it.
+// AdmissionServed waits until the API server calls Vigil's webhook.
 func AdmissionServed(ctx context.Context, c client.Client, timeout time.Duration) error {
-	if err := cluster.WaitForCABundle(ctx, c, timeout); err != nil {
-		return fmt.Errorf("the rotator injected no CA into the webhook configurations: %w", err)
-	}
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		probe := &vigilv1.Approval{ObjectMeta: metav1.ObjectMeta{Namespace: "default", GenerateName: "probe-"},
-			Spec: vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: "no-such-rollout"}, Revision: "x", Step: 0, Decision: vigilv1.ApprovalApprove}}
-		last = c.Create(ctx, probe, client.DryRunAll)
-		return last != nil && strings.Contains(last.Error(), "does not exist in namespace"), nil
-	})
-	if err != nil {
-		return fmt.Errorf("the API server does not admit Approvals through Vigil's webhook (last answer: %v): %w", last, err)
-	}
-	return nil
+	return cluster.WaitForAdmission(ctx, c, timeout)
 }

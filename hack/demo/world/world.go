@@ -70,6 +70,10 @@ type Options struct {
 	// controller runs as a ServiceAccount bound to it and nothing more, so
 	// the story also checks that the role is enough.
 	Role string
+	// Webhooks are Vigil's webhook configurations
+	// (config/webhook/manifests.yaml), installed to call the controller
+	// on loopback; its rotator injects their CA.
+	Webhooks string
 	// Namespace is where the app and its GitSync live (default demo).
 	Namespace string
 	// Out receives progress lines; nil discards them.
@@ -142,7 +146,7 @@ func Up(ctx context.Context, o Options) (*World, error) {
 	if w.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"git", "registry", "exporter", "prometheus", "metrics", "probe", "webhook"} {
+	for _, name := range []string{"git", "registry", "exporter", "prometheus", "metrics", "probe", "webhook", "admission"} {
 		if w.addr[name], err = freeAddr(); err != nil {
 			return nil, err
 		}
@@ -170,6 +174,9 @@ func Up(ctx context.Context, o Options) (*World, error) {
 		return nil, err
 	}
 	if err := w.StartController(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.installWebhooks(ctx); err != nil {
 		return nil, err
 	}
 	for name, url := range map[string]string{
@@ -236,6 +243,9 @@ func (w *World) StartController(ctx context.Context) error {
 		"--metrics-bind-address=" + w.addr["metrics"],
 		"--health-probe-bind-address=" + w.addr["probe"],
 		"--push-webhook-bind-address=" + w.addr["webhook"],
+		"--admission-bind-address=" + w.addr["admission"],
+		"--admission-dns-names=localhost",
+		"--namespace=vigil-system",
 	}, []string{"KUBECONFIG=" + w.controllerKubeconfig}); err != nil {
 		return err
 	}
@@ -246,6 +256,24 @@ func (w *World) StartController(ctx context.Context) error {
 	return waitHTTP(ctx, "http://"+w.addr["webhook"]+"/hooks/push", time.Minute, http.StatusMethodNotAllowed)
 }
 
+// installWebhooks installs config/webhook's configurations to call the
+// controller on loopback, and waits until the API server admits Approvals
+// through it with the CA the controller's rotator injected.
+func (w *World) installWebhooks(ctx context.Context) error {
+	_, port, err := net.SplitHostPort(w.addr["admission"])
+	if err != nil {
+		return err
+	}
+	w.say("installing the admission webhook for Approvals (https://localhost:%s, certificate made and injected by vigil-controller)", port)
+	if err := cluster.InstallWebhooks(ctx, w.Client, w.o.Webhooks, "https://localhost:"+port); err != nil {
+		return err
+	}
+	if err := cluster.WaitForAdmission(ctx, w.Client, 2*time.Minute); err != nil {
+		return fmt.Errorf("%w (log: %s)", err, w.Procs.Log("vigil-controller"))
+	}
+	return nil
+}
+
 // controllerIdentity makes the controller's ServiceAccount in vigil-system,
 // binds it to the ClusterRole of config/rbac, and writes a kubeconfig with a
 // token for it.
@@ -254,19 +282,35 @@ func (w *World) controllerIdentity(ctx context.Context, cfg *rest.Config) error 
 	if err != nil {
 		return fmt.Errorf("reading the controller's role: %w", err)
 	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(raw, role); err != nil {
+	// The file holds the ClusterRole, then the Role for the controller's
+	// own namespace (its Secrets).
+	docs := strings.Split(string(raw), "\n---\n")
+	role, own := &rbacv1.ClusterRole{}, &rbacv1.Role{}
+	if len(docs) != 2 {
+		return fmt.Errorf("reading %s: want a ClusterRole and a Role, found %d documents", w.o.Role, len(docs))
+	}
+	if err := yaml.Unmarshal([]byte(docs[0]), role); err != nil {
 		return fmt.Errorf("reading %s: %w", w.o.Role, err)
 	}
-	role.Name = "vigil-manager"
+	if err := yaml.Unmarshal([]byte(docs[1]), own); err != nil {
+		return fmt.Errorf("reading %s: %w", w.o.Role, err)
+	}
+	role.Name, own.Name = "vigil-manager", "vigil-manager"
 	const ns, name = "vigil-system", "vigil-controller"
+	own.Namespace = ns
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "vigil-manager"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}},
+		Subjects:   subjects,
 	}
-	for _, obj := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, sa, role, binding} {
+	ownBinding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vigil-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: own.Name},
+		Subjects:   subjects,
+	}
+	for _, obj := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, sa, role, binding, own, ownBinding} {
 		if err := w.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
 		}
@@ -284,7 +328,7 @@ func (w *World) controllerIdentity(ctx context.Context, cfg *rest.Config) error 
 	if err := clientcmd.WriteToFile(*kc, w.controllerKubeconfig); err != nil {
 		return err
 	}
-	w.say("vigil-controller runs as ServiceAccount %s/%s with ClusterRole %s (config/rbac) and nothing more", ns, name, role.Name)
+	w.say("vigil-controller runs as ServiceAccount %s/%s with ClusterRole %s and Role %s/%s (config/rbac) and nothing more", ns, name, role.Name, ns, own.Name)
 	return nil
 }
 
