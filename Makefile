@@ -36,7 +36,7 @@ verify: ## Fail when generated files are stale, code is unformatted, or vet or g
 	@hack/verify.sh
 
 .PHONY: build
-build: ## Build the manager and the dev-cluster command into bin/
+build: ## Build the manager, the kubectl plugin (bin/kubectl-vigil) and the dev-cluster command into bin/
 	go build -o bin/ ./cmd/... ./hack/dev-cluster
 
 .PHONY: install-yaml
@@ -68,7 +68,7 @@ dev-cluster-down: ## Stop every process the local control plane started
 demo: ## Tell Vigil's story (v1 stable, v2 promoted, v3 rolled back, v4 blocked) on a local cluster it starts
 	@$(TOOLS) build
 	@echo "demo: building vigil-controller and the demo"
-	go build -o $(DEMO_DIR)/bin/ ./cmd/vigil-controller ./hack/demo
+	go build -o $(DEMO_DIR)/bin/ ./cmd/vigil-controller ./cmd/kubectl-vigil ./hack/demo
 	@$(MAKE) --no-print-directory dev-cluster DEV_CLUSTER_DIR=$(DEMO_DIR)/cluster
 	$(DEMO_DIR)/bin/demo up --dir $(DEMO_DIR) --kubeconfig $(DEMO_DIR)/cluster/kubeconfig --bin $(DEMO_DIR)/bin \
 		--prometheus "$$($(TOOLS) dir prometheus)/prometheus" --crds config/crd/bases --role config/rbac/role.yaml --webhooks config/webhook/manifests.yaml --assets "$$($(TOOLS) assets)"
@@ -84,4 +84,5 @@ bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench NoOpReconcile -benchtime 5000x -benchmem -timeout 20m ./controllers/rollout
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench SharedDigest -benchtime 1x -timeout 20m ./controllers/rollout
 	go test -count=1 -run '^$$' -bench . -benchmem ./provenance
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test -count=1 -run '^$$' -bench Admission100Concurrent -benchtime 5x -timeout 10m ./controllers/approval
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun ./controllers/gitsync

@@ -103,7 +103,7 @@ const within = 3 * time.Minute
 
 // buildBinaries builds vigil-controller and the demo into bin.
 func buildBinaries(bin string) error {
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/vigil-controller", "./hack/demo")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/vigil-controller", "./cmd/kubectl-vigil", "./hack/demo")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the controller and the demo: %v: %s", err, out)

@@ -33,6 +33,7 @@ import (
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/approval"
 	"github.com/vigil-dev/vigil/controllers/rollout"
+	"github.com/vigil-dev/vigil/hack/promtest"
 	"github.com/vigil-dev/vigil/hack/testenv"
 )
 
@@ -45,7 +46,7 @@ var (
 func TestMain(m *testing.M) {
 	connect := testenv.Connect(&cfg, fullScheme, &k8s, clientgoscheme.AddToScheme, vigilv1.AddToScheme)
 	stopAdmission := func() {}
-	testenv.Main(cleanup{m, func() { stopAdmission() }}, func(c *rest.Config) error {
+	testenv.Main(promtest.WithCleanup(m, func() { stopAdmission() }), func(c *rest.Config) error {
 		if err := connect(c); err != nil {
 			return err
 		}
@@ -53,16 +54,6 @@ func TestMain(m *testing.M) {
 		stopAdmission = stop
 		return err
 	})
-}
-
-type cleanup struct {
-	m    interface{ Run() int }
-	done func()
-}
-
-func (c cleanup) Run() int {
-	defer c.done()
-	return c.m.Run()
 }
 
 // plugin builds kubectl-vigil and writes a kubeconfig for the test API

@@ -127,7 +127,7 @@ func (w *Admission) admit(ctx context.Context, req admission.Request) admission.
 			return deny(*r)
 		}
 	}
-	return count(w.seal(a, wait, req.UserInfo), admitted)
+	return w.seal(a, wait, req.UserInfo)
 }
 
 // seal stamps the requester's identity and the wait it answers on a.
@@ -135,7 +135,7 @@ func (w *Admission) seal(a *vigilv1.Approval, wait proof.Wait, user authenticati
 	id := proof.Identity{User: user.Username, UID: user.UID, Groups: user.Groups, At: proof.Time(w.Clock.Now()), Wait: wait.Since}
 	raw, seal, err := w.Key.Seal(a.Namespace, a.Spec, id)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("sealing the Approval: %w", err))
+		return count(admission.Errored(http.StatusInternalServerError, fmt.Errorf("sealing the Approval: %w", err)), errored)
 	}
 	stamp := map[string]string{vigilv1.AnnotationApprovalIdentity: raw, vigilv1.AnnotationApprovalSeal: seal}
 	var ops []jsonpatch.JsonPatchOperation
@@ -146,7 +146,7 @@ func (w *Admission) seal(a *vigilv1.Approval, wait proof.Wait, user authenticati
 			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+strings.ReplaceAll(k, "/", "~1"), stamp[k]))
 		}
 	}
-	return admission.Patched(fmt.Sprintf("%s of %s by %s", a.Spec.Decision, wait, user.Username), ops...)
+	return count(admission.Patched(fmt.Sprintf("%s of %s by %s", a.Spec.Decision, wait, user.Username), ops...), admitted)
 }
 
 func verbOf(d vigilv1.ApprovalDecision) string {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	appsv1 "k8s.io/api/apps/v1"
 
@@ -64,23 +63,14 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 		note("✓ verified: %s", im.Pinned)
 		note("  signer %s, builder %s, source %s@%s", im.Signer, im.Builder, im.SourceRepository, short(im.SourceCommit))
 	}
-	a, err := w.ApprovalFor(ro, "demo: error rate is fine, ship it")
+	reason := "demo: error rate is fine, ship it"
+	note("an SRE approves the step with the kubectl plugin (bin/kubectl-vigil on PATH):")
+	fmt.Fprintf(out, "\n    %s vigil approve %s -n %s --reason %q\n", w.Kubectl(), ro.Name, ro.Namespace, reason)
+	said, err := w.Approve(ctx, ro, reason)
 	if err != nil {
 		return err
 	}
-	manifest, err := yaml.Marshal(map[string]any{
-		"apiVersion": a.APIVersion, "kind": a.Kind,
-		"metadata": map[string]string{"name": a.Name, "namespace": a.Namespace},
-		"spec":     a.Spec,
-	})
-	if err != nil {
-		return err
-	}
-	note("an SRE approves the step with:")
-	fmt.Fprintf(out, "\n    %s apply -f - <<EOF\n    %sEOF\n\n", w.Kubectl(), strings.ReplaceAll(string(manifest), "\n", "\n    "))
-	if err := w.Client.Create(ctx, a); err != nil {
-		return fmt.Errorf("approving: %w", err)
-	}
+	fmt.Fprintf(out, "    %s\n", strings.ReplaceAll(strings.TrimSpace(said), "\n", "\n    "))
 	ro, err = w.Watch(ctx, 2*time.Minute, "v2 to be promoted", world.Promoted(v2))
 	if err != nil {
 		return err

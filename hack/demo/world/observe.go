@@ -2,12 +2,13 @@ package world
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -89,35 +90,25 @@ func Summary(ro *vigilv1.Rollout) string {
 
 func stepsOf(ro *vigilv1.Rollout) int { return len(ro.Spec.Strategy.Canary.Steps) }
 
-// ApprovalFor is the Approval of the step the Rollout waits at.
-func (w *World) ApprovalFor(ro *vigilv1.Rollout, reason string) (*vigilv1.Approval, error) {
-	p := ro.Status.PendingApproval
-	if p == nil {
-		return nil, fmt.Errorf("rollout %s waits for no approval (phase %s)", ro.Name, ro.Status.Phase)
+// Approve approves what the Rollout waits for as an SRE does, with the
+// kubectl plugin (kubectl vigil approve, or retry), and returns what it
+// printed.
+func (w *World) Approve(ctx context.Context, ro *vigilv1.Rollout, reason string) (string, error) {
+	verb := "approve"
+	if p := ro.Status.PendingApproval; p != nil && p.Effect != vigilv1.EffectPassStep {
+		verb = "retry" // a paused analysis runs again, a rolled-back revision is retried
 	}
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	return &vigilv1.Approval{
-		TypeMeta:   metav1.TypeMeta{APIVersion: vigilv1.GroupVersion.String(), Kind: "Approval"},
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-step-%d-%x", ro.Name, p.Revision, p.Step, suffix), Namespace: ro.Namespace},
-		Spec: vigilv1.ApprovalSpec{
-			RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name},
-			Revision:   p.Revision,
-			Step:       p.Step,
-			Decision:   vigilv1.ApprovalApprove,
-			Reason:     reason,
-		},
-	}, nil
+	cmd := exec.CommandContext(ctx, w.Plugin(), verb, ro.Name, "--kubeconfig", w.o.Kubeconfig, "-n", ro.Namespace,
+		"--reason", reason, "--wait", "20s")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl vigil %s %s: %w: %s", verb, ro.Name, err, out)
+	}
+	return string(out), nil
 }
 
-// Approve creates the Approval of the step the Rollout waits at.
-func (w *World) Approve(ctx context.Context, ro *vigilv1.Rollout, reason string) (*vigilv1.Approval, error) {
-	a, err := w.ApprovalFor(ro, reason)
-	if err != nil {
-		return nil, err
-	}
-	return a, w.Client.Create(ctx, a)
-}
+// Plugin is the kubectl-vigil binary.
+func (w *World) Plugin() string { return filepath.Join(w.o.Bin, "kubectl-vigil") }
 
 // Applied: the Rollout's template names rel's image, so GitSync applied
 // its deploy commit.
