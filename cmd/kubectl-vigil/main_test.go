@@ -38,8 +38,8 @@ import (
 )
 
 var (
-	cfg       *rest.Config
-	k8s       client.Client
+	cfg        *rest.Config
+	k8s        client.Client
 	fullScheme = runtime.NewScheme()
 )
 
