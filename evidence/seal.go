@@ -50,7 +50,7 @@ type Identity struct {
 	// At is when the webhook admitted the Approval.
 	At string `json:"at"`
 	// Wait is when the wait the Approval answers began: the Rollout's
-	// status.pendingApproval.since for an Approve, the current step's
+	// status.pendingApproval.waitingSince for an Approve, the current step's
 	// start for a Reject. An Approval counts only for that wait.
 	Wait string `json:"wait"`
 }

@@ -197,11 +197,13 @@ type PendingApproval struct {
 	Revision string `json:"revision"`
 	// step index the approval must name.
 	Step int32 `json:"step"`
-	// since when the Rollout has been waiting, to the microsecond. The
+	// waitingSince is when the Rollout began this wait, to the microsecond
+	// (a new field: the seconds-precision `since` of older versions is
+	// dropped on read). The
 	// admission webhook seals it into every Approval it admits for this
 	// wait, and an Approval counts only for the wait it was admitted for:
 	// one made earlier, or for an earlier wait, never counts.
-	Since metav1.MicroTime `json:"since"`
+	Since metav1.MicroTime `json:"waitingSince"`
 	// effect says what approving does here: pass the step, run its
 	// analysis again, or retry a rolled-back revision from step 0.
 	// +optional

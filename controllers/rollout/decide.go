@@ -137,7 +137,7 @@ func decideRolledBack(s *scope) {
 	// The retry wait begins once the rollback is done: an Approval admitted
 	// earlier answers another wait and never retries the revision.
 	s.waitFor(rb.Revision, 0, vigilv1.EffectRetryRevision, 0, 1)
-	setPhase(s, vigilv1.RolloutPhaseRolledBack, "Revision %s rolled back (%s): %s. Approve it at step 0 to retry", rb.Revision, rb.Trigger, rb.Message)
+	setPhase(s, vigilv1.RolloutPhaseRolledBack, "Revision %s rolled back (%s): %s. Approve it at step 0 to retry (kubectl vigil retry %s)", rb.Revision, rb.Trigger, rb.Message, s.rollout.Name)
 }
 
 // decideStep runs the gate of the current step.

@@ -129,8 +129,10 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 
 	chapter(fmt.Sprintf("The story took %s. Explore:", time.Since(start).Round(time.Second)))
 	kc, _ := filepath.Abs(o.Kubeconfig)
-	note("export KUBECONFIG=%s PATH=%s:$PATH", kc, assets)
-	note("kubectl -n %s get rollouts,analysisruns,replicasets,pods", w.Namespace)
+	bin, _ := filepath.Abs(o.Bin)
+	note("export KUBECONFIG=%s PATH=%s:%s:$PATH", kc, bin, assets)
+	note("kubectl vigil -n %s get rollout web        # the tree; -w to watch it live", w.Namespace)
+	note("kubectl -n %s get rollouts,approvals,analysisruns,replicasets,pods", w.Namespace)
 	note("kubectl -n %s get rollout web -o yaml      # status: verification, analysis, rollback", w.Namespace)
 	note("kubectl -n %s get events --sort-by=.lastTimestamp", w.Namespace)
 	note("Prometheus: %s/graph?g0.expr=sum+by(revision,code)(rate(demo_http_requests_total[30s]))", w.PrometheusURL)
