@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,11 +14,9 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -111,37 +106,8 @@ func plugin(t *testing.T) (run func(args ...string) (string, error), start func(
 	return run, start, out
 }
 
-// approvers installs config/rbac/people_roles.yaml (as the install names
-// them) and binds vigil-approver to users in ns.
-func approvers(t *testing.T, ns string, users ...string) {
-	t.Helper()
-	raw, err := os.ReadFile("../../config/rbac/people_roles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-	for {
-		role := &rbacv1.ClusterRole{}
-		if err := dec.Decode(role); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		role.Name = "vigil-" + role.Name
-		if err := k8s.Create(context.Background(), role); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
-	b := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvers"},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "vigil-approver"}}
-	for _, u := range users {
-		b.Subjects = append(b.Subjects, rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: "User", Name: u})
-	}
-	if err := k8s.Create(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// startController runs the Rollout controller, which opens seals with the
+// key the suite's webhook seals with.
 func startController(t *testing.T) {
 	testenv.StartManager(t, cfg, fullScheme, nil, func(ctx context.Context, mgr ctrl.Manager) error {
 		key, err := approval.Setup(ctx, mgr, testenv.Admission(nil))
@@ -180,7 +146,7 @@ func TestTheSREDecidesWithKubectlVigil(t *testing.T) {
 	ns := testenv.Namespace(t, k8s, "plugin")
 	testenv.Kubelet(t, cfg, ns, nil)
 	startController(t)
-	approvers(t, ns, "alice")
+	testenv.BindApprovers(t, k8s, ns, "alice")
 	run, start, watched := plugin(t)
 	vigil := func(args ...string) (string, error) { return run(append(args, "-n", ns)...) }
 

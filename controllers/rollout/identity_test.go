@@ -1,11 +1,7 @@
 package rollout
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,10 +10,8 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,38 +32,6 @@ func as(t testing.TB, user string, groups ...string) client.Client {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// bindApprovers installs config/rbac/people_roles.yaml (with the install's
-// name prefix) and binds vigil-approver to users in ns.
-func bindApprovers(t testing.TB, ns string, users ...string) {
-	t.Helper()
-	ctx := context.Background()
-	raw, err := os.ReadFile("../../config/rbac/people_roles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-	for {
-		role := &rbacv1.ClusterRole{}
-		if err := dec.Decode(role); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		role.Name = "vigil-" + role.Name
-		if err := k8s.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvers"},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "vigil-approver"}}
-	for _, u := range users {
-		binding.Subjects = append(binding.Subjects, rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: "User", Name: u})
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // decideAs creates an Approval (or a Reject) as c's user.
@@ -108,7 +70,7 @@ func TestApprovalsAreBoundToWhoMadeThem(t *testing.T) {
 	ns := newNamespace(t)
 	kubelet(t, ns, nil)
 	startManager(t, nil)
-	bindApprovers(t, ns, "alice", "bob", "dave", "erin")
+	testenv.BindApprovers(t, k8s, ns, "alice", "bob", "dave", "erin")
 	ro := newRollout(ns, "pay", 2, "pay:v1",
 		vigilv1.CanaryStep{Approval: &vigilv1.ApprovalStep{Users: []string{"alice"}, Groups: []string{"sre"}}},
 		vigilv1.CanaryStep{Approval: &vigilv1.ApprovalStep{RequiredApprovals: 2}},
@@ -214,7 +176,7 @@ func TestApprovalsMadeAroundTheWebhookCountForNothing(t *testing.T) {
 	ns := newNamespace(t)
 	kubelet(t, ns, nil)
 	startManager(t, nil)
-	bindApprovers(t, ns, "alice", "bob")
+	testenv.BindApprovers(t, k8s, ns, "alice", "bob")
 	ro := newRollout(ns, "ledger", 2, "ledger:v1", vigilv1.CanaryStep{Approval: &vigilv1.ApprovalStep{RequiredApprovals: 2}}, weightStep(50))
 	g.Expect(k8s.Create(ctx, ro)).To(Succeed())
 	waitPromoted(t, ro, 20*time.Second)
@@ -293,7 +255,7 @@ func TestDecisionsThatAnswerNoWaitAreRefusedWithWhatWaits(t *testing.T) {
 	ns := newNamespace(t)
 	kubelet(t, ns, nil)
 	startManager(t, nil)
-	bindApprovers(t, ns, "alice", "bob", "erin")
+	testenv.BindApprovers(t, k8s, ns, "alice", "bob", "erin")
 	ro := newRollout(ns, "shop", 2, "shop:v1", approvalStep(),
 		vigilv1.CanaryStep{Approval: &vigilv1.ApprovalStep{RequiredApprovals: 2, Expiry: ptr.To(vigilv1.Duration("2s"))}},
 		weightStep(50), approvalStep())
