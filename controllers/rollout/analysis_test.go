@@ -152,7 +152,10 @@ func TestHealthyCanaryPassesEveryAnalysisAndPromotes(t *testing.T) {
 			"checkout-" + v2 + "-background-0": vigilv1.AnalysisSuccessful,
 		}))
 	}, 10*time.Second).Should(Succeed())
-	g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonAnalysisStarted, vigilv1.ReasonAnalysisPassed))
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonAnalysisStarted, vigilv1.ReasonAnalysisPassed))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 	g.Expect(violations()).To(BeZero())
 }
 

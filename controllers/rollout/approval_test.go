@@ -107,7 +107,10 @@ func TestRejectMovesTrafficToStableBeforeScalingTheCanaryDown(t *testing.T) {
 	g.Expect(weightZero).NotTo(BeZero(), "the route's canary weight went to 0")
 	g.Expect(scaledDown).NotTo(BeZero(), "the canary was scaled to 0")
 	g.Expect(weightZero).To(BeNumerically("<", scaledDown), "traffic moved to stable before the canary lost its pods")
-	g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonRollingBack, vigilv1.ReasonRolledBack))
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonRollingBack, vigilv1.ReasonRolledBack))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 
 	retryAfterRollback(t, ro, v1, v2)
 }

@@ -108,9 +108,10 @@ func checkPromotedByRatio(t *testing.T, ro *vigilv1.Rollout, v1, v2 string) {
 		g.Expect(get(g, ro).Status.UsedApprovals).To(BeEmpty())
 	}).Should(Succeed())
 
-	for _, reason := range []string{vigilv1.ReasonCanaryStarted, vigilv1.ReasonStepCompleted, vigilv1.ReasonApprovalUsed, vigilv1.ReasonPromoted} {
-		g.Expect(eventReasons(g, ro)).To(ContainElement(reason))
-	}
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, ro)).To(ContainElements(vigilv1.ReasonCanaryStarted, vigilv1.ReasonStepCompleted, vigilv1.ReasonApprovalUsed, vigilv1.ReasonPromoted))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 }
 
 func TestOldRevisionsBeyondTheHistoryLimitAreDeleted(t *testing.T) {

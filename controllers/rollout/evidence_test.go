@@ -368,7 +368,8 @@ func TestAPodTemplateTheServerRefusesStallsTheRollout(t *testing.T) {
 		g.Expect(len(made())).To(BeNumerically("<=", 4), "no hot retry: %v", made())
 	}, 3*time.Second, 100*time.Millisecond).Should(Succeed())
 	t.Logf("requests in the 3 s after Stalled: %d %v", len(made()), made())
-	g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonWriteRefused))
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) { g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonWriteRefused)) }, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 
 	// Fixing the template un-stalls it.
 	g.Eventually(func(g Gomega) {

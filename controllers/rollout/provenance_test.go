@@ -183,7 +183,8 @@ func TestAuditModeLetsAnUnsignedImageThroughWithAWarningAndAMetric(t *testing.T)
 	g.Expect(replicaSets(g, ro)[cur.Status.StableRevision].Spec.Template.Spec.Containers[0].Image).To(Equal(d.String()),
 		"the digest is pinned in Audit mode too")
 	g.Expect(testutil.ToFloat64(auditViolations) - before).To(BeNumerically("==", 1))
-	g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonAuditViolation))
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) { g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonAuditViolation)) }, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 }
 
 func TestATrustPolicyChangeVerifiesTheRunningRevisionAgain(t *testing.T) {
@@ -206,7 +207,10 @@ func TestATrustPolicyChangeVerifiesTheRunningRevisionAgain(t *testing.T) {
 		g.Expect(cur.Status.Verification.PolicyHash).NotTo(Equal(first.PolicyHash))
 		g.Expect(verified(cur).Reason).To(Equal(string(provenance.ReasonSignatureUntrusted)))
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
-	g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonVerificationFailed))
+	// Events are sent after the status patch, by the recorder's own goroutine.
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, ro)).To(ContainElement(vigilv1.ReasonVerificationFailed))
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 	g.Expect(replicaSets(g, ro)[first.Revision].Spec.Replicas).To(Equal(ptr.To(int32(1))), "running pods are left alone")
 }
 
