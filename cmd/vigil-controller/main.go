@@ -60,6 +60,11 @@ type options struct {
 	certSecret       string
 	sealSecret       string
 	webhookConfig    string
+	qps              float64
+	burst            int
+	rolloutWorkers   int
+	analysisWorkers  int
+	gitSyncWorkers   int
 	zap              zap.Options
 }
 
@@ -78,9 +83,22 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.certSecret, "admission-cert-secret", "vigil-webhook-server-cert", "Secret in --namespace where the webhook's CA and certificate are kept and renewed")
 	fs.StringVar(&o.sealSecret, "seal-secret", "vigil-approval-seal", "Secret in --namespace holding the key Approvals are sealed with (made at random when missing)")
 	fs.StringVar(&o.webhookConfig, "admission-configuration", "vigil-approvals", "name of the Mutating- and ValidatingWebhookConfiguration whose CA bundle is kept current")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests a second the manager's client sends the API server, sustained; a Warning is logged once, and vigil_client_throttled_total counts, when requests wait for it")
+	fs.IntVar(&o.burst, "kube-api-burst", 100, "requests the manager's client may send at once above --kube-api-qps")
+	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 4, "Rollouts reconciled at once (one Rollout is never reconciled twice at once)")
+	fs.IntVar(&o.analysisWorkers, "analysisrun-workers", 16, "AnalysisRuns measured at once")
+	fs.IntVar(&o.gitSyncWorkers, "gitsync-workers", 2, "GitSyncs reconciled at once; each may hold a fetched tree of up to its byte limit")
 	o.zap = zap.Options{Development: false}
 	o.zap.BindFlags(fs)
-	return o, fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.qps <= 0 || o.burst <= 0 || o.rolloutWorkers <= 0 || o.analysisWorkers <= 0 || o.gitSyncWorkers <= 0 {
+		err := fmt.Errorf("--kube-api-qps, --kube-api-burst, --rollout-workers, --analysisrun-workers and --gitsync-workers must be above 0")
+		fmt.Fprintln(fs.Output(), err)
+		return o, err
+	}
+	return o, nil
 }
 
 func defaultNamespace() string {
@@ -101,6 +119,8 @@ func main() {
 		ctrl.Log.Error(err, "Unable to load a kubeconfig")
 		os.Exit(1)
 	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	cfg.RateLimiter = newThrottled(cfg.QPS, cfg.Burst, ctrl.Log.WithName("client"))
 	if err := run(ctrl.SetupSignalHandler(), cfg, o); err != nil {
 		ctrl.Log.Error(err, "Manager stopped")
 		os.Exit(1)
@@ -202,6 +222,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options, serving 
 		// Git reads included; 4,096 passes are cached.
 		Verifier: provenance.NewVerifier(provenance.DefaultRegistry(), 30*time.Second, "", gitops.DefaultLimits(), 4096),
 		Seal:     key,
+		Workers:  o.rolloutWorkers,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
@@ -211,6 +232,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options, serving 
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("vigil-analysisrun"),
 		Coalescer: analysis.NewCoalescer(),
+		Workers:   o.analysisWorkers,
 	}
 	if err := ar.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AnalysisRun controller: %w", err)
@@ -219,7 +241,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options, serving 
 	if err := tp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrustPolicy controller: %w", err)
 	}
-	if _, err := gitsync.Setup(mgr, gitsync.Options{WebhookAddr: o.webhookAddr}); err != nil {
+	if _, err := gitsync.Setup(mgr, gitsync.Options{WebhookAddr: o.webhookAddr, Workers: o.gitSyncWorkers}); err != nil {
 		return err
 	}
 	return nil

@@ -130,4 +130,10 @@ func TestBadFlagsAreRejected(t *testing.T) {
 	g := NewWithT(t)
 	_, err := parseFlags([]string{"--leader-elect=maybe"})
 	g.Expect(err).To(MatchError(ContainSubstring("invalid boolean value")))
+	_, err = parseFlags([]string{"--rollout-workers=0"})
+	g.Expect(err).To(MatchError(ContainSubstring("must be above 0")))
+	o, err := parseFlags(nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(o.rolloutWorkers).To(Equal(4))
+	g.Expect(o.qps).To(Equal(50.0))
 }

@@ -20,6 +20,8 @@ type Options struct {
 	Limits gitops.Limits
 	// WorkDir stages fetches; "" is the system's temporary directory.
 	WorkDir string
+	// Workers is how many GitSyncs are reconciled at once (default 2).
+	Workers int
 }
 
 // Setup registers the GitSync controller, its engine and, with an
@@ -46,6 +48,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Receiver, error) {
 		Limits:    o.Limits,
 		WorkDir:   o.WorkDir,
 		Pushes:    pushes,
+		Workers:   o.Workers,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the GitSync controller: %w", err)

@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -74,6 +75,9 @@ type Reconciler struct {
 	// Verifier runs the provenance gate; without one a Rollout that names
 	// a TrustPolicy is stalled.
 	Verifier *provenance.Verifier
+	// Workers is how many Rollouts are reconciled at once (default 4);
+	// controller-runtime never reconciles one Rollout twice at once.
+	Workers int
 	// Seal opens the seals the admission webhook puts on Approvals; an
 	// Approval whose seal does not open with it counts for nothing.
 	Seal proof.Key
@@ -97,7 +101,10 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	if r.GatewayAPI {
 		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("HTTPRoute")))
 	}
-	return b.Complete(r)
+	if r.Workers <= 0 {
+		r.Workers = 4
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).Complete(r)
 }
 
 // indexes registers the field indexes the controller looks objects up by.
