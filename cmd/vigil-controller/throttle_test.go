@@ -21,7 +21,7 @@ func TestThrottlingIsLoggedOnceAndCountedEachTime(t *testing.T) {
 	for range 4 {
 		g.Expect(tl.Wait(context.Background())).To(Succeed())
 	}
-	g.Expect(testutil.ToFloat64(clientThrottled) - before).To(BeNumerically(">=", 2), "the waits after the burst are counted")
+	g.Expect(testutil.ToFloat64(clientThrottled)-before).To(BeNumerically(">=", 2), "the waits after the burst are counted")
 	g.Expect(lines).To(HaveLen(1), "logged once")
 	g.Expect(lines[0]).To(ContainSubstring("raise --kube-api-qps and --kube-api-burst"))
 	g.Expect(lines[0]).To(ContainSubstring(`"qps"=20`))
