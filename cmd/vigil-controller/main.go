@@ -83,7 +83,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.certSecret, "admission-cert-secret", "vigil-webhook-server-cert", "Secret in --namespace where the webhook's CA and certificate are kept and renewed")
 	fs.StringVar(&o.sealSecret, "seal-secret", "vigil-approval-seal", "Secret in --namespace holding the key Approvals are sealed with (made at random when missing)")
 	fs.StringVar(&o.webhookConfig, "admission-configuration", "vigil-approvals", "name of the Mutating- and ValidatingWebhookConfiguration whose CA bundle is kept current")
-	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests a second the manager's client sends the API server, sustained; a Warning is logged once, and vigil_client_throttled_total counts, when requests wait for it")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests a second the manager's client sends the API server, sustained; the manager logs once, and vigil_client_throttled_total counts, when requests wait for it")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "requests the manager's client may send at once above --kube-api-qps")
 	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 4, "Rollouts reconciled at once (one Rollout is never reconciled twice at once)")
 	fs.IntVar(&o.analysisWorkers, "analysisrun-workers", 16, "AnalysisRuns measured at once")
