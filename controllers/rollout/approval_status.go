@@ -35,7 +35,17 @@ func planApprovals(s *scope) []change {
 	for _, a := range mine {
 		judged[a] = s.judge(a)
 	}
-	slices.SortStableFunc(mine, func(x, y *vigilv1.Approval) int { return strings.Compare(admittedAt(judged[x]), admittedAt(judged[y])) })
+	// The first admitted of one person's Approvals counts; a copy sealed
+	// at the same instant (a replay) comes after the older object.
+	slices.SortFunc(mine, func(x, y *vigilv1.Approval) int {
+		if c := strings.Compare(admittedAt(judged[x]), admittedAt(judged[y])); c != 0 {
+			return c
+		}
+		if c := x.CreationTimestamp.Compare(y.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
 	var out []change
 	seen := map[string]bool{}
 	for _, a := range mine {
