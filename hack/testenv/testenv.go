@@ -154,7 +154,9 @@ func StartManager(t testing.TB, cfg *rest.Config, scheme *kruntime.Scheme, wrap 
 		if once.CompareAndSwap(false, true) {
 			cancel()
 			if err := <-done; err != nil {
-				t.Errorf("manager stopped with: %v", err)
+				// A runnable that outlived the grace period is still running:
+				// its stack says which, for the one who reads the failure.
+				t.Errorf("manager stopped with: %v\n%s", err, vigilStacks())
 			}
 		}
 	}
@@ -187,4 +189,18 @@ func Connect(cfg **rest.Config, scheme *kruntime.Scheme, k8s *client.Client, add
 		*k8s, err = client.New(c, client.Options{Scheme: scheme})
 		return err
 	}
+}
+
+// vigilStacks is every goroutine's stack that runs Vigil's code (not the
+// tests'), for a manager that did not stop in time.
+func vigilStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "vigil-dev/vigil/controllers") || strings.Contains(g, "vigil-dev/vigil/analysis") {
+			out = append(out, g)
+		}
+	}
+	return "goroutines in Vigil's controllers:\n" + strings.Join(out, "\n\n")
 }
