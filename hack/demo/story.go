@@ -64,7 +64,7 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 		note("  signer %s, builder %s, source %s@%s", im.Signer, im.Builder, im.SourceRepository, short(im.SourceCommit))
 	}
 	reason := "demo: error rate is fine, ship it"
-	note("an SRE approves the step with the kubectl plugin (bin/kubectl-vigil on PATH):")
+	note("an SRE approves the step with the kubectl plugin (%s, on PATH):", w.Plugin())
 	fmt.Fprintf(out, "\n    %s vigil approve %s -n %s --reason %q\n", w.Kubectl(), ro.Name, ro.Namespace, reason)
 	said, err := w.Approve(ctx, ro, reason)
 	if err != nil {
