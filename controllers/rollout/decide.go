@@ -191,7 +191,11 @@ func decideStep(s *scope, ev evidence) {
 // the step has waited longer than progressDeadlineSeconds.
 func waitForPods(s *scope, i int32, missing string) {
 	st := &s.rollout.Status
-	st.PendingApproval = nil
+	// A wait for people at this step outlives a pod that flaps: Approvals
+	// admitted for it still count once the pods are back.
+	if p := st.PendingApproval; p == nil || p.Revision != st.CanaryRevision || p.Step != i {
+		st.PendingApproval = nil
+	}
 	deadline := s.stepStarted().Add(s.progressDeadline())
 	if !s.now.Before(deadline) {
 		rollback(s, vigilv1.RollbackTriggerProgressDeadline,

@@ -201,6 +201,15 @@ var decideCases = []decideCase{
 		s.approvals = []vigilv1.Approval{a}
 		return s
 	}, true, func(g Gomega, s *scope) { g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2))) }},
+	{"an approval step whose pods flap keeps its wait for people", func() *scope {
+		s := canaryAt(2, time.Minute, decideSteps...)
+		s.approvals = []vigilv1.Approval{approval(s, "yes", "new", 2, vigilv1.ApprovalApprove, time.Second)}
+		return s
+	}, false, func(g Gomega, s *scope) {
+		g.Expect(*s.rollout.Status.CurrentStepIndex).To(Equal(int32(2)), "no step passes without its pods")
+		g.Expect(s.rollout.Status.PendingApproval).To(HaveField("Since", metav1.NewMicroTime(t0.Add(-time.Minute))),
+			"the wait, which the admitted Approval answers, goes on")
+	}},
 	{"a Reject rolls back even before pods are ready", func() *scope {
 		s := canaryAt(0, time.Second, decideSteps...)
 		s.approvals = []vigilv1.Approval{approval(s, "no", "new", 0, vigilv1.ApprovalReject, time.Second)}
