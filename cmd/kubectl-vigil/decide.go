@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,20 +74,16 @@ func (a *app) decisionCommand(k decisionKind) *cobra.Command {
 // decide creates the Approval that k makes of what the Rollout waits for,
 // prints it, and waits for the Rollout to act on it.
 func (a *app) decide(ctx context.Context, k decisionKind, name, reason string, full bool, wait time.Duration) error {
-	c, ns, err := a.client()
+	c, ro, err := a.rollout(ctx, name)
 	if err != nil {
 		return err
-	}
-	ro := &vigilv1.Rollout{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ro); err != nil {
-		return fmt.Errorf("reading Rollout %s in namespace %s: %w", name, ns, err)
 	}
 	w, err := target(ro, k)
 	if err != nil {
 		return err
 	}
 	ap := &vigilv1.Approval{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: approvalName(ro.Name, w, k.use)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: approvalName(ro.Name, w, k.use)},
 		Spec: vigilv1.ApprovalSpec{RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name}, Revision: w.Revision, Step: w.Step,
 			Decision: k.decision, Scope: vigilv1.ApprovalScopeStep, Reason: reason},
 	}
@@ -96,8 +94,9 @@ func (a *app) decide(ctx context.Context, k decisionKind, name, reason string, f
 		return fmt.Errorf("%s refused: %s", k.use, refusal(err))
 	}
 	a.printf("approval.vigil.dev/%s created: %s of revision %s at step %d of Rollout %s\n", ap.Name, k.decision, w.Revision, w.Step, ro.Name)
-	if id, ok := ap.Annotations[vigilv1.AnnotationApprovalIdentity]; ok {
-		a.printf("  recorded as made by %s\n", userOf(id))
+	var id proof.Identity
+	if json.Unmarshal([]byte(ap.Annotations[vigilv1.AnnotationApprovalIdentity]), &id) == nil {
+		a.printf("  recorded as made by %s\n", id.User)
 	}
 	if wait <= 0 {
 		return nil
@@ -122,20 +121,11 @@ func target(ro *vigilv1.Rollout, k decisionKind) (proof.Wait, error) {
 		}
 		return proof.Wait{}, fmt.Errorf("Rollout %s waits for no approval now (%s: %s)%s", ro.Name, ro.Status.Phase, ro.Status.Message, hint)
 	}
-	if len(k.effects) > 0 && !contains(k.effects, p.Effect) {
+	if len(k.effects) > 0 && !slices.Contains(k.effects, p.Effect) {
 		return proof.Wait{}, fmt.Errorf("Rollout %s waits for an approval to %s of revision %s at step %d; that is kubectl vigil %s, not %s",
 			ro.Name, p.Effect, p.Revision, p.Step, commandFor(p.Effect), k.use)
 	}
 	return proof.Wait{Revision: p.Revision, Step: p.Step, Effect: p.Effect}, nil
-}
-
-func contains(effects []vigilv1.PendingEffect, e vigilv1.PendingEffect) bool {
-	for _, x := range effects {
-		if x == e {
-			return true
-		}
-	}
-	return false
 }
 
 func commandFor(e vigilv1.PendingEffect) string {
@@ -172,19 +162,6 @@ func refusal(err error) string {
 		return msg
 	}
 	return err.Error()
-}
-
-func userOf(identity string) string {
-	const key = `"user":"`
-	i := strings.Index(identity, key)
-	if i < 0 {
-		return "?"
-	}
-	rest := identity[i+len(key):]
-	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return rest[:j]
-	}
-	return "?"
 }
 
 // await waits until the Rollout used the Approval or the Approval says why

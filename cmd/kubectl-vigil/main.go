@@ -74,6 +74,20 @@ func (a *app) client() (client.WithWatch, string, error) {
 	return c, ns, nil
 }
 
+// rollout reads the Rollout named name in the namespace of the flags, and
+// returns the client it used.
+func (a *app) rollout(ctx context.Context, name string) (client.WithWatch, *vigilv1.Rollout, error) {
+	c, ns, err := a.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	ro := &vigilv1.Rollout{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ro); err != nil {
+		return nil, nil, fmt.Errorf("reading Rollout %s in namespace %s: %w", name, ns, err)
+	}
+	return c, ro, nil
+}
+
 // completeRollouts completes Rollout names in the namespace.
 func (a *app) completeRollouts(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {

@@ -46,19 +46,15 @@ func (a *app) getCommand() *cobra.Command {
 // get prints the Rollout's tree, and with follow again on every change
 // until interrupted.
 func (a *app) get(ctx context.Context, name string, follow bool) error {
-	c, ns, err := a.client()
+	c, ro, err := a.rollout(ctx, name)
 	if err != nil {
 		return err
-	}
-	ro := &vigilv1.Rollout{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ro); err != nil {
-		return fmt.Errorf("reading Rollout %s in namespace %s: %w", name, ns, err)
 	}
 	if err := a.printTree(ctx, c, ro); err != nil || !follow {
 		return err
 	}
 	for ctx.Err() == nil {
-		w, err := c.Watch(ctx, &vigilv1.RolloutList{}, client.InNamespace(ns),
+		w, err := c.Watch(ctx, &vigilv1.RolloutList{}, client.InNamespace(ro.Namespace),
 			client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", name)})
 		if err != nil {
 			return err

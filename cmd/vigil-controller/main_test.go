@@ -105,7 +105,7 @@ func TestManagerServesProbesMetricsAndElectsALeader(t *testing.T) {
 	_, port, _ := net.SplitHostPort(admission)
 	g.Expect(cluster.InstallWebhooks(context.Background(), c, testenv.WebhookManifests(), "https://localhost:"+port)).To(Succeed())
 	t.Cleanup(func() { removeWebhooks(t, c) })
-	g.Expect(testenv.AdmissionServed(context.Background(), c, time.Minute)).To(Succeed())
+	g.Expect(cluster.WaitForAdmission(context.Background(), c, time.Minute)).To(Succeed())
 	certs, seal := &corev1.Secret{}, &corev1.Secret{}
 	g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns.Name, Name: o.certSecret}, certs)).To(Succeed())
 	g.Expect(certs.Data).To(HaveKey("ca.crt"))

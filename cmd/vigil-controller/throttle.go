@@ -29,24 +29,23 @@ func init() {
 // and --kube-api-burst are too low for the load.
 type throttled struct {
 	flowcontrol.RateLimiter
-	log        logr.Logger
-	qps        float32
-	burst      int
-	once       sync.Once
-	notice     time.Duration
-	sinceStart func(time.Time) time.Duration
+	log    logr.Logger
+	qps    float32
+	burst  int
+	once   sync.Once
+	notice time.Duration
 }
 
 func newThrottled(qps float32, burst int, log logr.Logger) *throttled {
 	return &throttled{RateLimiter: flowcontrol.NewTokenBucketRateLimiter(qps, burst), log: log, qps: qps, burst: burst,
-		notice: throttleNotice, sinceStart: time.Since}
+		notice: throttleNotice}
 }
 
 // Wait waits for a token, as client-go's request path does.
 func (t *throttled) Wait(ctx context.Context) error {
 	start := time.Now()
 	err := t.RateLimiter.Wait(ctx)
-	if waited := t.sinceStart(start); waited > t.notice {
+	if waited := time.Since(start); waited > t.notice {
 		clientThrottled.Inc()
 		t.once.Do(func() {
 			t.log.Info("Client-side throttling delays requests to the API server; if this goes on, raise --kube-api-qps and --kube-api-burst (vigil_client_throttled_total counts each delayed request)",

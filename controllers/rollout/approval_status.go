@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -27,24 +26,16 @@ var settled = []string{vigilv1.ApprovalUsed, vigilv1.ApprovalNotSealed, vigilv1.
 func planApprovals(s *scope) []change {
 	mine := make([]*vigilv1.Approval, 0, len(s.approvals))
 	for i := range s.approvals {
-		if s.approvals[i].Spec.RolloutRef.Name == s.rollout.Name {
-			mine = append(mine, &s.approvals[i])
+		if a := &s.approvals[i]; a.Spec.RolloutRef.Name == s.rollout.Name && !final(s, a) {
+			mine = append(mine, a)
 		}
 	}
 	judged := make(map[*vigilv1.Approval]judgment, len(mine))
 	for _, a := range mine {
 		judged[a] = s.judge(a)
 	}
-	// The first admitted of one person's Approvals counts; a copy sealed
-	// at the same instant (a replay) comes after the older object.
 	slices.SortFunc(mine, func(x, y *vigilv1.Approval) int {
-		if c := strings.Compare(admittedAt(judged[x]), admittedAt(judged[y])); c != 0 {
-			return c
-		}
-		if c := x.CreationTimestamp.Compare(y.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(x.Name, y.Name)
+		return admissionOrder(x, y, admittedAt(judged[x]), admittedAt(judged[y]))
 	})
 	var out []change
 	seen := map[string]bool{}
@@ -72,12 +63,19 @@ func admittedAt(j judgment) string {
 	return j.id.At
 }
 
+// final tells whether a's status needs no more writes, so it is not even
+// judged again: its Counted reason is settled, and either it is Used or
+// the Rollout has not used it (only Used may follow a settled reason).
+func final(s *scope, a *vigilv1.Approval) bool {
+	c := meta.FindStatusCondition(a.Status.Conditions.Conditions, vigilv1.ConditionCounted)
+	if c == nil || !slices.Contains(settled, c.Reason) {
+		return false
+	}
+	return c.Reason == vigilv1.ApprovalUsed || !slices.Contains(s.rollout.Status.UsedApprovals, a.Name)
+}
+
 // approvalStatus is a's status as j says, or nil when it needs no write.
 func approvalStatus(s *scope, a *vigilv1.Approval, j judgment) *vigilv1.ApprovalStatus {
-	if c := meta.FindStatusCondition(a.Status.Conditions.Conditions, vigilv1.ConditionCounted); c != nil &&
-		slices.Contains(settled, c.Reason) && (j.reason != vigilv1.ApprovalUsed || c.Reason == vigilv1.ApprovalUsed) {
-		return nil
-	}
 	st := a.Status.DeepCopy()
 	if j.id != nil {
 		st.Approver = j.id.User

@@ -81,25 +81,38 @@ func (s *scope) judge(a *vigilv1.Approval) judgment {
 }
 
 // counting returns the Approvals of decision d that count now, in the order
-// they were admitted.
+// they were admitted. Only those that name the wait's revision and step
+// have their seal opened: older ones never count again.
 func (s *scope) counting(d vigilv1.ApprovalDecision) []counted {
+	w, why := proof.WaitOf(s.rollout, d)
+	if why != "" {
+		return nil
+	}
 	var out []counted
 	for i := range s.approvals {
 		a := &s.approvals[i]
-		if a.Spec.RolloutRef.Name != s.rollout.Name || a.Spec.Decision != d {
+		if a.Spec.RolloutRef.Name != s.rollout.Name || a.Spec.Decision != d || !w.Names(a.Spec) {
 			continue
 		}
 		if j := s.judge(a); j.counts {
 			out = append(out, counted{a: a, id: *j.id})
 		}
 	}
-	slices.SortFunc(out, func(x, y counted) int {
-		if c := strings.Compare(x.id.At, y.id.At); c != 0 {
-			return c
-		}
-		return strings.Compare(x.a.Name, y.a.Name)
-	})
+	slices.SortFunc(out, func(x, y counted) int { return admissionOrder(x.a, y.a, x.id.At, y.id.At) })
 	return out
+}
+
+// admissionOrder orders Approvals as they were admitted: by the instant
+// sealed in them, then (a replayed copy sealed at the same instant comes
+// after the older object) by creation, then by name.
+func admissionOrder(x, y *vigilv1.Approval, xAt, yAt string) int {
+	if c := strings.Compare(xAt, yAt); c != 0 {
+		return c
+	}
+	if c := x.CreationTimestamp.Compare(y.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(x.Name, y.Name)
 }
 
 // people counts the distinct users behind approvals: one person approving

@@ -165,7 +165,7 @@ func withoutWebhook(t *testing.T, fn func()) {
 	g.Eventually(probe, 10*time.Second, 50*time.Millisecond).Should(Succeed(), "the API server stops calling the webhook")
 	defer func() {
 		g.Expect(localcluster.InstallWebhooks(ctx, k8s, testenv.WebhookManifests(), webhookBase)).To(Succeed())
-		g.Expect(testenv.AdmissionServed(ctx, k8s, 30*time.Second)).To(Succeed())
+		g.Expect(localcluster.WaitForAdmission(ctx, k8s, 30*time.Second)).To(Succeed())
 	}()
 	fn()
 }

@@ -83,14 +83,9 @@ func ServeAdmission(cfg *rest.Config, scheme *kruntime.Scheme) (base string, sto
 		stop()
 		return "", nil, err
 	}
-	if err := AdmissionServed(ctx, c, time.Minute); err != nil {
+	if err := cluster.WaitForAdmission(ctx, c, time.Minute); err != nil {
 		stop()
 		return "", nil, err
 	}
 	return base, stop, nil
-}
-
-// AdmissionServed waits until the API server calls Vigil's webhook.
-func AdmissionServed(ctx context.Context, c client.Client, timeout time.Duration) error {
-	return cluster.WaitForAdmission(ctx, c, timeout)
 }
