@@ -122,7 +122,31 @@ func v2IsPromoted(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(rollout(g).Status.StableRevision).To(Equal(stable))
 	}, 2*time.Second, 200*time.Millisecond).Should(Succeed(), "an approval step holds without an Approval")
-	approveUntilPromoted(t, v2)
+	ro = approveUntilPromoted(t, v2)
+
+	// The evidence of v2, as an SRE reads it after the fact.
+	out := evidence(t, g, "Promotion Completed", "show", "web", "--revision", stable)
+	g.Expect(out).To(ContainSubstring("commit "+ro.Annotations[gitops.RevisionAnnotation]), "the commit GitSync applied")
+	g.Expect(out).To(ContainSubstring("signed by key demo-release-key, built by "+world.Builder+" from "), "signer and builder")
+	g.Expect(out).To(ContainSubstring("@"+v2.Source), "the source commit of the provenance")
+	g.Expect(strings.Count(out, "Analysis Successful")).To(Equal(2), "both analysis verdicts:\n%s", out)
+	g.Expect(out).To(MatchRegexp(`Approval Approve\s+by vigil-dev-admin `), "the approver")
+}
+
+// evidence runs kubectl vigil evidence with args until it succeeds and
+// prints until (the last entry is written a reconcile after what the
+// chapters watch for).
+func evidence(t *testing.T, g Gomega, until string, args ...string) string {
+	t.Helper()
+	var out string
+	g.Eventually(func(g Gomega) {
+		var err error
+		out, err = w.Vigil(ctx, append([]string{"evidence"}, args...)...)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring(until))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	t.Logf("kubectl vigil evidence %s:\n%s", strings.Join(args, " "), out)
+	return out
 }
 
 func v3IsRolledBack(t *testing.T) {
@@ -154,6 +178,9 @@ func v3IsRolledBack(t *testing.T) {
 		g.Expect(rss).To(HaveLen(1))
 		g.Expect(rss[0].Status.ReadyReplicas).To(BeEquivalentTo(4), "stable serves everything again")
 	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+	out := evidence(t, g, "Rollback Completed", "show", "web", "--revision", canary)
+	g.Expect(out).To(MatchRegexp(`Analysis Failed\s+.*error-rate=0\.0[78]\d* Failed`), "the failing measurement")
+	g.Expect(out).To(MatchRegexp(`Rollback Started\s+.*trigger AnalysisFailed`), "the rollback trigger")
 	times, err := w.EventTimes(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("rollback: %s from the failed measurement to RolledBack (RollingBack → RolledBack %s)",
@@ -174,6 +201,9 @@ func v4IsBlocked(t *testing.T) {
 		g.Expect(replicaSets(g, revision)).To(BeEmpty(), "no ReplicaSet, so no pod, for an unsigned image")
 		g.Expect(rollout(g).Status.StableRevision).To(Equal(stable))
 	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
+	out := evidence(t, g, "Verified Failed", "show", "web", "--revision", revision)
+	g.Expect(out).To(MatchRegexp(`Verified Failed\s+.*Unsigned under policy`), "the refusal reason")
+	evidence(t, g, "OK: ", "verify", "web") // the whole chain verifies
 }
 
 func prometheusDies(t *testing.T) {

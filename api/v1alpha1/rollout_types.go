@@ -376,9 +376,11 @@ type RolloutStatus struct {
 	// +optional
 	Verification *RevisionVerification `json:"verification,omitempty"`
 
-	// releaseRecord names the ReleaseRecord of the current revision.
+	// evidence is the head of the Rollout's evidence chain: the newest
+	// ReleaseRecord entry the controller wrote. Deleting or editing the
+	// newest record is detected against it.
 	// +optional
-	ReleaseRecord string `json:"releaseRecord,omitempty"`
+	Evidence *RecordLink `json:"evidence,omitempty"`
 
 	// history lists recent revisions, newest first.
 	// +optional

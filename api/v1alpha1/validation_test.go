@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,8 +191,8 @@ var invalidCases = []invalidCase{
 		"scope Full applies only to decision Approve"},
 	{"schedule in words", "rollbackdrill", set("every monday", "spec", "schedule"),
 		"schedule must have five cron fields"},
-	{"finalised without hash", "releaserecord", set(true, "spec", "finalized"),
-		"a finalised ReleaseRecord needs a hash and an outcome"},
+	{"finalised without outcome", "releaserecord", set(true, "spec", "finalized"),
+		"a finalised ReleaseRecord needs an outcome"},
 }
 
 func TestInvalidObjectsAreRejectedOnCreate(t *testing.T) {
@@ -229,16 +230,22 @@ func TestImmutableObjectsRejectUpdates(t *testing.T) {
 			func(o *unstructured.Unstructured) {
 				set(true, "spec", "finalized")(o)
 				set("RolledBack", "spec", "outcome")(o)
-				set("sha256:"+strings.Repeat("ab", 32), "spec", "hash")(o)
 			},
 			set("Promoted", "spec", "outcome"),
 			"a finalised ReleaseRecord is immutable"},
+		{"releaserecord", nil, setEntry("message", "edited"),
+			"a ReleaseRecord entry never changes once written"},
+		{"releaserecord", nil, func(o *unstructured.Unstructured) { set([]any{}, "spec", "entries")(o) },
+			"ReleaseRecord entries are never removed"},
+		{"releaserecord", nil, set("other", "spec", "revision"),
+			"a ReleaseRecord's rolloutRef and revision are immutable"},
 	}
 	ns := namespace(t)
-	for _, tc := range cases {
-		t.Run(tc.kind, func(t *testing.T) {
+	for i, tc := range cases {
+		t.Run(tc.kind+" "+tc.message, func(t *testing.T) {
 			g := NewWithT(t)
 			obj := sample(t, tc.kind, ns)
+			obj.SetName(fmt.Sprintf("%s-%d", obj.GetName(), i))
 			if tc.prepare != nil {
 				tc.prepare(obj)
 			}
@@ -255,6 +262,18 @@ func TestUnfinalisedReleaseRecordAcceptsUpdates(t *testing.T) {
 	g := NewWithT(t)
 	obj := sample(t, "releaserecord", namespace(t))
 	g.Expect(k8s.Create(context.Background(), obj)).To(Succeed())
-	set("Promoted", "spec", "outcome")(obj)
+	entries, _, _ := unstructured.NestedSlice(obj.Object, "spec", "entries")
+	next := map[string]any{"seq": int64(2), "type": "Promotion", "state": "Started", "time": "2026-12-02T10:00:01.000000Z",
+		"prev": entries[0].(map[string]any)["hash"], "hash": "sha256:" + strings.Repeat("cd", 32)}
+	set(append(entries, next), "spec", "entries")(obj)
 	g.Expect(k8s.Update(context.Background(), obj)).To(Succeed(), "records are written as the release goes on")
+}
+
+// setEntry sets field of the first entry of a ReleaseRecord.
+func setEntry(field string, v any) func(*unstructured.Unstructured) {
+	return func(o *unstructured.Unstructured) {
+		entries, _, _ := unstructured.NestedSlice(o.Object, "spec", "entries")
+		entries[0].(map[string]any)[field] = v
+		set(entries, "spec", "entries")(o)
+	}
 }

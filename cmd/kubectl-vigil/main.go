@@ -53,7 +53,8 @@ from your credentials, and refuses it with the reason when it does not apply.`,
 	root.SetErr(streams.ErrOut)
 	a.flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(a.getCommand(), a.listCommand(),
-		a.decisionCommand(approveCmd), a.decisionCommand(rejectCmd), a.decisionCommand(retryCmd), a.decisionCommand(abortCmd))
+		a.decisionCommand(approveCmd), a.decisionCommand(rejectCmd), a.decisionCommand(retryCmd), a.decisionCommand(abortCmd),
+		a.evidenceCommand())
 	return root
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
@@ -11,6 +12,9 @@ import (
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := appsv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := corev1.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	if err := vigilv1.AddToScheme(s); err != nil {

@@ -5,7 +5,8 @@
 // step's approvers, and then seals the requester's identity, taken from
 // the admission request and never from the body, into the Approval (see
 // package evidence). On update it keeps the seal unchanged and lets only
-// the controller write an Approval's status.
+// the controller write an Approval's status. It also lets only the
+// controller write ReleaseRecords.
 package approval
 
 import (
@@ -83,6 +84,7 @@ func (w *Admission) Register(srv webhook.Server, scheme *runtime.Scheme) {
 	}
 	srv.Register(AdmitPath, &webhook.Admission{Handler: admission.HandlerFunc(w.admit)})
 	srv.Register(GuardPath, &webhook.Admission{Handler: admission.HandlerFunc(w.guard)})
+	srv.Register(RecordsPath, &webhook.Admission{Handler: admission.HandlerFunc(w.guardRecords)})
 }
 
 // refusal is a denial with the reason it is counted under.

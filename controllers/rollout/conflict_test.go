@@ -25,7 +25,7 @@ func TestAConflictedStatusPatchTellsNothingAndTheNextReconcileConverges(t *testi
 	ro := newRollout(ns, "conflict", 2, "shop:v1", weightStep(50))
 	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	c := testenv.NewConflict(client.ObjectKeyFromObject(ro))
-	testenv.StartManager(t, cfg, scheme, nil, func(ctx context.Context, mgr ctrl.Manager) error {
+	testenv.StartManagerIn(t, ns, cfg, scheme, nil, func(ctx context.Context, mgr ctrl.Manager) error {
 		r := &Reconciler{Client: c.Client(mgr.GetClient()), APIReader: c.Reader(mgr.GetAPIReader()),
 			Recorder: c.Recorder(mgr.GetEventRecorder("vigil-rollout")), GatewayAPI: true}
 		return r.SetupWithManager(ctx, mgr)

@@ -30,9 +30,12 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -92,6 +95,12 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		For(&vigilv1.Rollout{}).
 		Owns(&appsv1.ReplicaSet{}).
 		Owns(&vigilv1.AnalysisRun{}).
+		// A deleted record is looked at at once: the controller opens the
+		// live revision's record again and tells that the chain broke.
+		Owns(&vigilv1.ReleaseRecord{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+			UpdateFunc: func(event.UpdateEvent) bool { return false },
+		})).
 		Watches(&vigilv1.Approval{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			a := o.(*vigilv1.Approval)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.RolloutRef.Name}}}
@@ -255,22 +264,29 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 		setPhase(s, vigilv1.RolloutPhaseBlocked, "%s", st.message)
 		return nil
 	}
-	// Observe, then gate: the first phase that holds the Rollout ends the
-	// reconcile before anything is decided or written (no pods for an
-	// unverified revision).
-	for _, phase := range []func(context.Context, *scope) (*hold, error){r.observe, r.gate} {
-		h, err := phase(ctx, s)
-		if err != nil {
-			reconcileErrors.WithLabelValues("Read").Inc()
-			return err
-		}
-		if h != nil {
-			in.stalled = h.stalled
-			if h.phase != "" {
-				setPhase(s, h.phase, "%s", h.message)
+	// Observe, then gate: a phase that holds the Rollout ends the
+	// reconcile before anything is decided or acted on (no pods for an
+	// unverified revision). Evidence owed is written first, a gate's
+	// refusal included.
+	h, err := r.observe(ctx, s)
+	if err == nil && h == nil {
+		if h, err = r.gate(ctx, s); err == nil {
+			if err = r.writeEvidence(ctx, s); err != nil {
+				reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+				return err
 			}
-			return nil
 		}
+	}
+	if err != nil {
+		reconcileErrors.WithLabelValues("Read").Inc()
+		return err
+	}
+	if h != nil {
+		in.stalled = h.stalled
+		if h.phase != "" {
+			setPhase(s, h.phase, "%s", h.message)
+		}
+		return nil
 	}
 	changes, ev := core(s)
 	if s.decided {
@@ -428,6 +444,9 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
 		return nil, fmt.Errorf("listing Approvals: %w", err)
 	}
 	s.approvals = approvals.Items
+	if err := readRecords(ctx, r.Client, s); err != nil {
+		return nil, err
+	}
 
 	if err := r.observeAnalysisRuns(ctx, s); err != nil {
 		return nil, err

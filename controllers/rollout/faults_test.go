@@ -206,6 +206,7 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	g.Expect(crashes).To(BeNumerically(">=", 30))
 	checkHistory(g, h, revisions, len(acceptanceSteps()))
 	g.Expect(violations()).To(Equal(before), "no invariant was violated")
+	checkEvidence(g, ro, revisions)
 }
 
 // crashAtAWrite runs a manager that crashes at its n-th write (n random,
@@ -293,4 +294,5 @@ func TestAmbiguousWritesStillConverge(t *testing.T) {
 	checkHistory(g, h, revisions, len(acceptanceSteps()))
 	g.Expect(violations()).To(Equal(before), "no invariant was violated")
 	g.Expect(testutil.ToFloat64(reconcileErrors.WithLabelValues("WriteUnknown"))).To(BeNumerically(">", 0), "lost answers were handled as Unknown")
+	checkEvidence(g, ro, revisions)
 }

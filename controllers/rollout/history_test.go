@@ -120,6 +120,7 @@ type cluster struct {
 	images         []string
 	made           int // objects made, for unique names
 	seen           *tally
+	records        []vigilv1.ReleaseRecord
 }
 
 func newCluster(t *rapid.T) *cluster {
@@ -193,6 +194,9 @@ func (c *cluster) scope(t *rapid.T) *scope {
 	for _, a := range c.approvals {
 		s.approvals = append(s.approvals, *a.DeepCopy())
 	}
+	for _, r := range c.records {
+		s.records = append(s.records, *r.DeepCopy())
+	}
 	s.runs, s.runSpecs, s.runErrors = map[string]*vigilv1.AnalysisRun{}, map[string]*vigilv1.AnalysisRun{}, map[string]error{}
 	for name, run := range c.runs {
 		s.runs[name] = run.DeepCopy()
@@ -233,6 +237,12 @@ func (c *cluster) reconcile(t *rapid.T, failAt int, applied, statusLost bool) {
 	}
 	s := c.scope(t)
 	before := s.rollout.Status.DeepCopy()
+	if s.rollout.DeletionTimestamp == nil && !c.writeEvidence(t, s, failAt >= 0) {
+		if !statusLost {
+			c.ro.Status = s.rollout.Status
+		}
+		return
+	}
 	changes, _ := core(s)
 	c.count(s, before)
 	vs := check(s, changes, before)
@@ -248,6 +258,9 @@ func (c *cluster) reconcile(t *rapid.T, failAt int, applied, statusLost bool) {
 	c.checkDecision(t, s, before)
 	if c.ro.DeletionTimestamp != nil {
 		c.checkDeletionPlan(t, s, changes, before)
+	}
+	if slices.ContainsFunc(changes, change.traffic) {
+		c.checkEvidenceAhead(t, s)
 	}
 	complete := true
 	for i, ch := range changes {
@@ -547,6 +560,9 @@ func (c *cluster) settle(t *rapid.T) {
 		c.now = c.now.Add(30 * time.Second)
 		c.reconcile(t, -1, false, false)
 		if c.settled(t) {
+			// The reconcile after a promotion records it completed.
+			c.reconcile(t, -1, false, false)
+			c.checkRecords(t)
 			return
 		}
 	}

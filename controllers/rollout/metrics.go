@@ -46,6 +46,22 @@ var (
 		Help:    "Time to verify one image, by whether the cache answered.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 	}, []string{"cached"})
+	recordsCreated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_evidence_records_created_total",
+		Help: "ReleaseRecords created, one per revision of a Rollout.",
+	})
+	entriesWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_evidence_entries_total",
+		Help: "ReleaseRecord entries written ahead of the actions they record, by type.",
+	}, []string{"type"})
+	chainFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_evidence_chain_failures_total",
+		Help: "Times the controller found a Rollout's evidence chain broken when it appended to it (see kubectl vigil evidence verify).",
+	})
+	evidenceUnknowns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_evidence_write_unknowns_total",
+		Help: "ReleaseRecord writes whose outcome is Unknown (failed or timed out); the reconcile stops before acting and the next one reads the records again.",
+	})
 	auditViolations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vigil_provenance_audit_violations_total",
 		Help: "Revisions that failed a TrustPolicy in Audit mode and went ahead.",
@@ -66,6 +82,7 @@ var allPhases = []vigilv1.RolloutPhase{
 
 func init() {
 	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites,
+		recordsCreated, entriesWritten, chainFailures, evidenceUnknowns,
 		verdicts, verifySeconds, auditViolations)
 	for _, inv := range invariants {
 		invariantViolations.WithLabelValues(inv)

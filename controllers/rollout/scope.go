@@ -43,6 +43,9 @@ type scope struct {
 	// pinned maps each image of the template to the repository@digest the
 	// provenance gate verified; nil without a TrustPolicy.
 	pinned map[string]string
+	// records are the Rollout's ReleaseRecords; writeEvidence appends to
+	// them in place.
+	records []vigilv1.ReleaseRecord
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,6 +77,7 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 		return err
 	}
 	note("✓ v2 is stable: revision %s", ro.Status.StableRevision)
+	v2Revision := ro.Status.StableRevision
 
 	chapter("v3: a bad build (8% errors) is rolled back automatically")
 	v3, err := w.Release(ctx, world.Version{Name: "v3", ErrorRate: 0.08})
@@ -127,6 +129,10 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 		note("  ReplicaSets of revision %s: %d; stable %s keeps serving", v.Revision, len(rss.Items), ro.Status.StableRevision)
 	}
 
+	if err := tellEvidence(ctx, w, out, v2Revision); err != nil {
+		return err
+	}
+
 	chapter(fmt.Sprintf("The story took %s. Explore:", time.Since(start).Round(time.Second)))
 	kc, _ := filepath.Abs(o.Kubeconfig)
 	bin, _ := filepath.Abs(o.Bin)
@@ -134,6 +140,7 @@ func tell(ctx context.Context, o world.Options, assets string) error {
 	note("kubectl vigil -n %s get rollout web        # the tree; -w to watch it live", w.Namespace)
 	note("kubectl -n %s get rollouts,approvals,analysisruns,replicasets,pods", w.Namespace)
 	note("kubectl -n %s get rollout web -o yaml      # status: verification, analysis, rollback", w.Namespace)
+	note("kubectl vigil -n %s evidence show web --revision REVISION   # what happened to a revision; verify, export, running", w.Namespace)
 	note("kubectl -n %s get events --sort-by=.lastTimestamp", w.Namespace)
 	note("Prometheus: %s/graph?g0.expr=sum+by(revision,code)(rate(demo_http_requests_total[30s]))", w.PrometheusURL)
 	note("Vigil's metrics: %s", w.ControllerMetrics)
@@ -147,4 +154,19 @@ func short(sha string) string {
 		return sha[:10]
 	}
 	return sha
+}
+
+// tellEvidence shows the evidence an SRE reads after the fact: v2's
+// ReleaseRecord, and the whole chain verified.
+func tellEvidence(ctx context.Context, w *world.World, out io.Writer, v2 string) error {
+	fmt.Fprintf(out, "\n━━ The evidence: a hash-chained ReleaseRecord per revision, written before each action\n")
+	for _, args := range [][]string{{"show", "web", "--revision", v2}, {"verify", "web"}} {
+		fmt.Fprintf(out, "\n    kubectl vigil evidence %s -n %s\n", strings.Join(args, " "), w.Namespace)
+		said, err := w.Vigil(ctx, append([]string{"evidence"}, args...)...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "    %s\n", strings.ReplaceAll(strings.TrimSpace(said), "\n", "\n    "))
+	}
+	return nil
 }

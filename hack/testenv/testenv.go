@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -128,6 +129,20 @@ func InvariantViolations(g prometheus.Gatherer) ([]string, error) {
 func StartManager(t testing.TB, cfg *rest.Config, scheme *kruntime.Scheme, wrap func(http.RoundTripper) http.RoundTripper,
 	setup func(context.Context, ctrl.Manager) error) (stop func()) {
 	t.Helper()
+	return StartManagerIn(t, "", cfg, scheme, wrap, setup)
+}
+
+// StartManagerIn is StartManager with the manager's cache, and so its
+// controllers, limited to namespace ns ("" for all): a test that counts
+// what its controller tells is then not disturbed by objects that earlier
+// tests of the suite left behind.
+func StartManagerIn(t testing.TB, ns string, cfg *rest.Config, scheme *kruntime.Scheme, wrap func(http.RoundTripper) http.RoundTripper,
+	setup func(context.Context, ctrl.Manager) error) (stop func()) {
+	t.Helper()
+	var cacheOpts cache.Options
+	if ns != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	}
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = 500, 1000
 	if wrap != nil {
@@ -138,6 +153,7 @@ func StartManager(t testing.TB, cfg *rest.Config, scheme *kruntime.Scheme, wrap 
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Cache:                  cacheOpts,
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)

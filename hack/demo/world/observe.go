@@ -98,11 +98,16 @@ func (w *World) Approve(ctx context.Context, ro *vigilv1.Rollout, reason string)
 	if p := ro.Status.PendingApproval; p != nil && p.Effect != vigilv1.EffectPassStep {
 		verb = "retry" // a paused analysis runs again, a rolled-back revision is retried
 	}
-	cmd := exec.CommandContext(ctx, w.Plugin(), verb, ro.Name, "--kubeconfig", w.o.Kubeconfig, "-n", ro.Namespace,
-		"--reason", reason, "--wait", "20s")
+	return w.Vigil(ctx, verb, ro.Name, "--reason", reason, "--wait", "20s")
+}
+
+// Vigil runs kubectl vigil with args (a command first) against the world's
+// cluster and namespace, and returns what it printed.
+func (w *World) Vigil(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, w.Plugin(), append(args, "--kubeconfig", w.o.Kubeconfig, "-n", w.Namespace)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("kubectl vigil %s %s: %w: %s", verb, ro.Name, err, out)
+		return string(out), fmt.Errorf("kubectl vigil %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }

@@ -1,0 +1,207 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	proof "github.com/vigil-dev/vigil/evidence"
+)
+
+// +kubebuilder:rbac:groups=vigil.dev,resources=releaserecords,verbs=get;list;watch;create;patch
+
+// ReasonEvidenceBroken is the Warning Event of a Rollout whose evidence
+// chain does not verify when the controller appends to it.
+const ReasonEvidenceBroken = "EvidenceBroken"
+
+// readRecords fills s.records with the Rollout's ReleaseRecords from r.
+func readRecords(ctx context.Context, r client.Reader, s *scope) error {
+	var list vigilv1.ReleaseRecordList
+	ro := s.rollout
+	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+		return fmt.Errorf("listing ReleaseRecords: %w", err)
+	}
+	s.records = slices.DeleteFunc(list.Items, func(rec vigilv1.ReleaseRecord) bool { return rec.Spec.RolloutRef.Name != ro.Name })
+	return nil
+}
+
+// writeEvidence appends to the records what they owe before the reconcile
+// decides or acts. Owed entries are found on the cached records; the
+// records are then read again live, since the cache may not show the
+// controller's own latest write yet, and a record is patched only at the
+// resourceVersion read, so no entry is ever written twice. Any failure
+// ends the reconcile before it decides or writes anything else.
+func (r *Reconciler) writeEvidence(ctx context.Context, s *scope) error {
+	if len(bounded(s, owedEntries(s))) == 0 {
+		acknowledge(s)
+		return nil
+	}
+	if err := readRecords(ctx, r.APIReader, s); err != nil {
+		return err
+	}
+	owe := bounded(s, owedEntries(s))
+	if len(owe) == 0 {
+		return nil
+	}
+	head := r.chainHead(s)
+	for len(owe) > 0 {
+		rev := owe[0].revision
+		mine := slices.DeleteFunc(slices.Clone(owe), func(o owed) bool { return o.revision != rev })
+		owe = slices.DeleteFunc(owe, func(o owed) bool { return o.revision == rev })
+		var err error
+		if head, err = r.appendTo(ctx, s, head, mine); err != nil {
+			evidenceUnknowns.Inc()
+			return err
+		}
+		s.rollout.Status.Evidence = head
+	}
+	return nil
+}
+
+// acknowledge moves the status's head to entries written ahead of a
+// status patch that was lost, once they verify.
+func acknowledge(s *scope) {
+	head := s.rollout.Status.Evidence
+	var tail int64
+	for _, r := range s.records {
+		for _, e := range r.Spec.Entries {
+			tail = max(tail, e.Seq)
+		}
+	}
+	if tail == 0 || head != nil && tail <= head.Seq {
+		return
+	}
+	if rep := proof.Verify(s.rollout.Namespace, s.rollout.Name, head, s.records); rep.Broken == nil {
+		s.rollout.Status.Evidence = rep.Tail
+	}
+}
+
+// chainHead verifies the live records against the status's head and
+// returns the entry to append after: the newest of the chain's tail and
+// the status's head (whose entries someone may have deleted). A broken
+// chain is told, and the controller goes on appending to it.
+func (r *Reconciler) chainHead(s *scope) *vigilv1.RecordLink {
+	ro := s.rollout
+	head := ro.Status.Evidence
+	rep := proof.Verify(ro.Namespace, ro.Name, head, s.records)
+	if b := rep.Broken; b != nil {
+		s.record(true, ReasonEvidenceBroken, "Verify", "The evidence chain does not verify at %s; new entries are appended after it", b)
+		s.metric(chainFailures.Inc)
+	}
+	if head == nil || rep.Tail != nil && rep.Tail.Seq >= head.Seq {
+		return rep.Tail
+	}
+	return head
+}
+
+// appendTo writes items, all of one revision, to its open record (or a new
+// one) after head, and returns the new head.
+func (r *Reconciler) appendTo(ctx context.Context, s *scope, head *vigilv1.RecordLink, items []owed) (*vigilv1.RecordLink, error) {
+	rec, orig, head, err := stage(s, head, items)
+	if err != nil {
+		return nil, err
+	}
+	if orig == nil {
+		err = r.Create(ctx, rec)
+	} else {
+		err = r.Patch(ctx, rec, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing ReleaseRecord %s: %w", rec.Name, err)
+	}
+	s.keep(rec)
+	if orig == nil {
+		s.metric(recordsCreated.Inc)
+	}
+	for _, o := range items {
+		s.metric(entriesWritten.WithLabelValues(string(o.entry.Type)).Inc)
+	}
+	return head, nil
+}
+
+// stage appends items, all of one revision, after head to a copy of the
+// revision's open record, or to a new record when none is open (orig is
+// then nil), and returns the new head.
+func stage(s *scope, head *vigilv1.RecordLink, items []owed) (rec, orig *vigilv1.ReleaseRecord, _ *vigilv1.RecordLink, _ error) {
+	if open := s.openRecord(items[0].revision); open != nil {
+		orig, rec = open.DeepCopy(), open.DeepCopy()
+	} else {
+		rec = newRecord(s, items[0].revision, head)
+	}
+	for _, o := range items {
+		o.entry.Time = metav1.NewMicroTime(s.now)
+		var err error
+		if head, err = proof.Append(rec, head, o.entry); err != nil {
+			return nil, nil, nil, err
+		}
+		if o.outcome != "" {
+			rec.Spec.Finalized, rec.Spec.Outcome = true, o.outcome
+		}
+	}
+	return rec, orig, head, nil
+}
+
+// keep puts rec, as written, among s.records.
+func (s *scope) keep(rec *vigilv1.ReleaseRecord) {
+	if i := slices.IndexFunc(s.records, func(r vigilv1.ReleaseRecord) bool { return r.Name == rec.Name }); i >= 0 {
+		s.records[i] = *rec
+		return
+	}
+	s.records = append(s.records, *rec)
+}
+
+// newRecord is the record of revision that opens after head: named after
+// the Rollout, the revision and its first seq, so a revision that comes
+// back later gets a record of its own.
+func newRecord(s *scope, revision string, head *vigilv1.RecordLink) *vigilv1.ReleaseRecord {
+	ro := s.rollout
+	seq := int64(1)
+	if head != nil {
+		seq = head.Seq + 1
+	}
+	rec := &vigilv1.ReleaseRecord{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: fmt.Sprintf("%s-%s-%d", ro.Name, revision, seq),
+			Labels: map[string]string{vigilv1.LabelRollout: ro.Name}},
+		Spec: vigilv1.ReleaseRecordSpec{RolloutRef: vigilv1.LocalObjectReference{Name: ro.Name}, Revision: revision},
+	}
+	if head != nil {
+		// The record opened last, so that a deleted record is always
+		// named by the one after it, and the chain's head.
+		// When the head's record is gone, it is still the last one known.
+		last, lastSeq := head.Record, int64(0)
+		if !slices.ContainsFunc(s.records, func(r vigilv1.ReleaseRecord) bool { return r.Name == head.Record }) {
+			lastSeq = head.Seq
+		}
+		for _, r := range s.records {
+			if len(r.Spec.Entries) > 0 && r.Spec.Entries[0].Seq > lastSeq {
+				last, lastSeq = r.Name, r.Spec.Entries[0].Seq
+			}
+		}
+		rec.Spec.Previous = &vigilv1.RecordLink{Record: last, Seq: head.Seq, Hash: head.Hash}
+	}
+	rec.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ro, vigilv1.GroupVersion.WithKind("Rollout"))}
+	return rec
+}
+
+// bounded drops the verdicts and approvals a full record no longer lists,
+// and owes one Truncated entry in their place.
+func bounded(s *scope, owe []owed) []owed {
+	var out []owed
+	for _, o := range owe {
+		r := s.openRecord(o.revision)
+		if r == nil || listed(r, o.entry.Type) {
+			out = append(out, o)
+			continue
+		}
+		if !slices.ContainsFunc(r.Spec.Entries, func(e vigilv1.RecordEntry) bool { return e.Type == vigilv1.EntryTruncated }) &&
+			!slices.ContainsFunc(out, func(p owed) bool { return p.revision == o.revision && p.entry.Type == vigilv1.EntryTruncated }) {
+			out = append(out, owed{revision: o.revision, entry: vigilv1.RecordEntry{Type: vigilv1.EntryTruncated,
+				Message: fmt.Sprintf("The record reached its bound (%d entries or %d KiB): later verdicts and approvals are not listed; the Rollout's Events tell them", softEntries, softBytes>>10)}})
+		}
+	}
+	return out
+}
