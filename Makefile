@@ -82,7 +82,7 @@ demo-down: ## Stop every process make demo started
 bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	@$(TOOLS) build
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench NoOpReconcile -benchtime 5000x -benchmem -timeout 20m ./controllers/rollout
-	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench SharedDigest -benchtime 1x -timeout 20m ./controllers/rollout
+	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench 'SharedDigest|EvidencePerPromotion' -benchtime 1x -timeout 20m ./controllers/rollout
 	go test -count=1 -run '^$$' -bench . -benchmem ./provenance
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test -count=1 -run '^$$' -bench Admission100Concurrent -benchtime 5x -timeout 10m ./controllers/approval
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun ./controllers/gitsync

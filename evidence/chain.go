@@ -98,12 +98,14 @@ type located struct {
 }
 
 // Verify checks the chain of the records of Rollout namespace/rollout
-// against head, the status's head (nil when the status holds none): every
-// hash recomputes, seqs run without a gap from 1, each prev is the hash
-// before it, and the head is in the chain. It names the first broken link.
-func Verify(namespace, rollout string, head *vigilv1.RecordLink, records []vigilv1.ReleaseRecord) Report {
+// against head, the status's head (nil when the status holds none), from
+// checkpoint (nil: from the start): every hash recomputes, seqs run without
+// a gap from the checkpoint's (or 1), each prev is the hash before it, and
+// the head is in the chain. Entries at or before the checkpoint, of records
+// pruned but not yet deleted, are left out. It names the first broken link.
+func Verify(namespace, rollout string, head, checkpoint *vigilv1.RecordLink, records []vigilv1.ReleaseRecord) Report {
 	var r Report
-	var all []located
+	var all, behind []located
 	for i := range records {
 		rec := &records[i]
 		if rec.Namespace != namespace || rec.Spec.RolloutRef.Name != rollout {
@@ -111,7 +113,11 @@ func Verify(namespace, rollout string, head *vigilv1.RecordLink, records []vigil
 		}
 		r.Records++
 		for _, e := range rec.Spec.Entries {
-			all = append(all, located{rec, e})
+			if checkpoint == nil || e.Seq > checkpoint.Seq {
+				all = append(all, located{rec, e})
+			} else {
+				behind = append(behind, located{rec, e})
+			}
 		}
 	}
 	r.Entries = len(all)
@@ -120,20 +126,38 @@ func Verify(namespace, rollout string, head *vigilv1.RecordLink, records []vigil
 	for i := range records {
 		byName[records[i].Name] = &records[i]
 	}
-	if r.Broken = links(namespace, all, byName); r.Broken != nil {
+	r.Entries += len(behind)
+	if r.Broken = linksBehind(namespace, behind); r.Broken != nil {
+		return r
+	}
+	if r.Broken = links(namespace, checkpoint, all, byName); r.Broken != nil {
 		return r
 	}
 	if n := len(all); n > 0 {
 		last := all[n-1]
 		r.Tail = &vigilv1.RecordLink{Record: last.rec.Name, Seq: last.e.Seq, Hash: last.e.Hash}
+	} else if checkpoint != nil {
+		r.Tail = checkpoint.DeepCopy()
+	}
+	if head != nil && checkpoint != nil && head.Seq <= checkpoint.Seq {
+		if head.Seq == checkpoint.Seq && head.Hash != checkpoint.Hash {
+			r.Broken = &Break{head.Record, head.Seq, "the Rollout's head and its evidence checkpoint disagree"}
+		}
+		r.Unacknowledged = len(all)
+		return r
 	}
 	r.Broken, r.Unacknowledged = againstHead(head, r.Tail, all)
 	return r
 }
 
-// links checks every entry's hash and its link to the entry before it.
-func links(namespace string, all []located, byName map[string]*vigilv1.ReleaseRecord) *Break {
+// links checks every entry's hash and its link to the entry before it,
+// the first one's to the checkpoint.
+func links(namespace string, checkpoint *vigilv1.RecordLink, all []located, byName map[string]*vigilv1.ReleaseRecord) *Break {
 	var prev *located
+	if checkpoint != nil {
+		prev = &located{rec: &vigilv1.ReleaseRecord{}, e: vigilv1.RecordEntry{Seq: checkpoint.Seq, Hash: checkpoint.Hash}}
+		prev.rec.Name = checkpoint.Record
+	}
 	for i := range all {
 		l := &all[i]
 		name := l.rec.Name
@@ -155,6 +179,25 @@ func links(namespace string, all []located, byName map[string]*vigilv1.ReleaseRe
 			return &Break{name, l.e.Seq, fmt.Sprintf("it does not follow entry %d: prev is %q", l.e.Seq-1, l.e.Prev)}
 		}
 		prev = l
+	}
+	return nil
+}
+
+// linksBehind checks the entries kept from before the checkpoint (their
+// records hold newer ones too): each hash recomputes, and each follows the
+// entry before it where that one is kept.
+func linksBehind(namespace string, behind []located) *Break {
+	bySeq := map[int64]vigilv1.RecordEntry{}
+	for _, l := range behind {
+		bySeq[l.e.Seq] = l.e
+	}
+	for _, l := range behind {
+		if want, err := Hash(namespace, l.rec.Spec.RolloutRef.Name, l.rec.Spec.Revision, l.e); err != nil || want != l.e.Hash {
+			return &Break{l.rec.Name, l.e.Seq, "its hash does not match its content: the entry was changed after it was written"}
+		}
+		if p, ok := bySeq[l.e.Seq-1]; ok && l.e.Prev != p.Hash {
+			return &Break{l.rec.Name, l.e.Seq, fmt.Sprintf("it does not follow entry %d: prev is %q", l.e.Seq-1, l.e.Prev)}
+		}
 	}
 	return nil
 }

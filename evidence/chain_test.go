@@ -40,13 +40,13 @@ func chain(t *testing.T) ([]vigilv1.ReleaseRecord, *vigilv1.RecordLink) {
 
 func TestAnIntactChainVerifies(t *testing.T) {
 	records, head := chain(t)
-	r := Verify("team-a", "checkout", head, records)
+	r := Verify("team-a", "checkout", head, nil, records)
 	if r.Broken != nil || r.Entries != 9 || r.Records != 3 || r.Tail.Seq != 9 || r.Unacknowledged != 0 {
 		t.Fatalf("report %+v, broken %v", r, r.Broken)
 	}
 	// An entry written ahead of the status patch is not yet acknowledged.
 	older := &vigilv1.RecordLink{Record: "checkout-c", Seq: 8, Hash: records[2].Spec.Entries[1].Hash}
-	if r := Verify("team-a", "checkout", older, records); r.Broken != nil || r.Unacknowledged != 1 {
+	if r := Verify("team-a", "checkout", older, nil, records); r.Broken != nil || r.Unacknowledged != 1 {
 		t.Fatalf("report %+v, broken %v", r, r.Broken)
 	}
 }
@@ -95,7 +95,7 @@ func TestTamperingIsNamed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			records, head := chain(t)
-			r := Verify("team-a", "checkout", head, tc.tamper(records, head))
+			r := Verify("team-a", "checkout", head, nil, tc.tamper(records, head))
 			b := r.Broken
 			if b == nil {
 				t.Fatalf("tampering not detected: %+v", r)
@@ -135,5 +135,26 @@ func TestARecordExportsAsAnInTotoStatementWhoseEntriesStillVerify(t *testing.T) 
 	}
 	if last := got.Spec.Entries[len(got.Spec.Entries)-1].Hash; last != "sha256:"+st.GetSubject()[0].GetDigest()["sha256"] || head.Seq != 9 {
 		t.Fatalf("the record's subject is not its newest entry")
+	}
+}
+
+func TestAChainPrunedBehindACheckpointStillVerifies(t *testing.T) {
+	records, head := chain(t)
+	a := records[0]
+	cp := &vigilv1.RecordLink{Record: a.Name, Seq: 3, Hash: a.Spec.Entries[2].Hash}
+	kept := records[1:]
+	if r := Verify("team-a", "checkout", head, cp, kept); r.Broken != nil || r.Entries != 6 {
+		t.Fatalf("report %+v, broken %v", r, r.Broken)
+	}
+	if r := Verify("team-a", "checkout", head, nil, kept); r.Broken == nil {
+		t.Fatal("without the checkpoint the pruned record is missing")
+	}
+	if r := Verify("team-a", "checkout", head, cp, kept[1:]); r.Broken == nil || !strings.Contains(r.Broken.Reason, "entries 4 to 6 are missing") {
+		t.Fatalf("a record deleted after the checkpoint must show: %v", r.Broken)
+	}
+	forged := *cp
+	forged.Hash = "sha256:" + strings.Repeat("0", 64)
+	if r := Verify("team-a", "checkout", head, &forged, kept); r.Broken == nil || r.Broken.Seq != 4 {
+		t.Fatalf("a checkpoint that is not the entry before the kept ones must show: %v", r.Broken)
 	}
 }

@@ -233,12 +233,12 @@ type ApprovalRecord struct {
 	// name of the Approval.
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
-	// user who made it.
-	// +kubebuilder:validation:MaxLength=256
+	// user who made it, as the API server authenticated them.
+	// +kubebuilder:validation:MaxLength=1024
 	User string `json:"user"`
 	// uid of the user.
 	// +optional
-	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:MaxLength=1024
 	UID string `json:"uid,omitempty"`
 	// decision made.
 	Decision ApprovalDecision `json:"decision"`

@@ -33,6 +33,16 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:Maximum=100
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 
+	// releaseRecordLimit is how many ReleaseRecords are kept. Older
+	// finalised records are deleted from the start of the evidence chain;
+	// status.evidenceCheckpoint carries the hash of the last entry deleted,
+	// so what is kept still verifies.
+	// +optional
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=200
+	ReleaseRecordLimit *int32 `json:"releaseRecordLimit,omitempty"`
+
 	// progressDeadlineSeconds is how long a step may make no progress before
 	// the revision is rolled back.
 	// +optional
@@ -381,6 +391,12 @@ type RolloutStatus struct {
 	// newest record is detected against it.
 	// +optional
 	Evidence *RecordLink `json:"evidence,omitempty"`
+
+	// evidenceCheckpoint is the newest entry of the ReleaseRecords deleted
+	// beyond releaseRecordLimit: the chain's kept part starts right after
+	// it.
+	// +optional
+	EvidenceCheckpoint *RecordLink `json:"evidenceCheckpoint,omitempty"`
 
 	// history lists recent revisions, newest first.
 	// +optional

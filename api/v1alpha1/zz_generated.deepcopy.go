@@ -1655,6 +1655,11 @@ func (in *RolloutSpec) DeepCopyInto(out *RolloutSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.ReleaseRecordLimit != nil {
+		in, out := &in.ReleaseRecordLimit, &out.ReleaseRecordLimit
+		*out = new(int32)
+		**out = **in
+	}
 	if in.ProgressDeadlineSeconds != nil {
 		in, out := &in.ProgressDeadlineSeconds, &out.ProgressDeadlineSeconds
 		*out = new(int32)
@@ -1733,6 +1738,11 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 	}
 	if in.Evidence != nil {
 		in, out := &in.Evidence, &out.Evidence
+		*out = new(RecordLink)
+		**out = **in
+	}
+	if in.EvidenceCheckpoint != nil {
+		in, out := &in.EvidenceCheckpoint, &out.EvidenceCheckpoint
 		*out = new(RecordLink)
 		**out = **in
 	}

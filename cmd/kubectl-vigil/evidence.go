@@ -91,7 +91,7 @@ func (a *app) verify(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	rep := proof.Verify(ro.Namespace, ro.Name, ro.Status.Evidence, recs)
+	rep := proof.Verify(ro.Namespace, ro.Name, ro.Status.Evidence, ro.Status.EvidenceCheckpoint, recs)
 	if b := rep.Broken; b != nil {
 		a.printf("BROKEN: record %s, entry %d: %s\n", b.Record, b.Seq, b.Reason)
 		a.printf("Checked %d records with %d entries of Rollout %s.\n", rep.Records, rep.Entries, ro.Name)
@@ -101,8 +101,12 @@ func (a *app) verify(ctx context.Context, name string) error {
 		a.printf("Rollout %s has no evidence yet.\n", ro.Name)
 		return nil
 	}
-	a.printf("OK: %d records, %d entries of Rollout %s; the chain runs unbroken from entry 1 to entry %d (%s, in %s).\n",
-		rep.Records, rep.Entries, ro.Name, rep.Tail.Seq, rep.Tail.Hash, rep.Tail.Record)
+	from := "entry 1"
+	if cp := ro.Status.EvidenceCheckpoint; cp != nil {
+		from = fmt.Sprintf("the checkpoint at entry %d (older records pruned beyond releaseRecordLimit)", cp.Seq)
+	}
+	a.printf("OK: %d records, %d entries of Rollout %s; the chain runs unbroken from %s to entry %d (%s, in %s).\n",
+		rep.Records, rep.Entries, ro.Name, from, rep.Tail.Seq, rep.Tail.Hash, rep.Tail.Record)
 	if rep.Unacknowledged > 0 {
 		a.printf("%d entries are newer than the Rollout's head: written ahead of a status update that has not landed yet.\n", rep.Unacknowledged)
 	}

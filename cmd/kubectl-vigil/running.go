@@ -28,7 +28,7 @@ func (a *app) running(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	rep := proof.Verify(ro.Namespace, ro.Name, ro.Status.Evidence, recs)
+	rep := proof.Verify(ro.Namespace, ro.Name, ro.Status.Evidence, ro.Status.EvidenceCheckpoint, recs)
 	if rep.Broken != nil {
 		a.printf("The evidence chain does not verify (%v); no record is trusted.\n", rep.Broken)
 		recs = nil

@@ -92,6 +92,11 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 		if err := r.Delete(ctx, c.rs, &client.DeleteOptions{Preconditions: &pre}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting old ReplicaSet %s: %w", c.rs.Name, err)
 		}
+	case deleteRecord:
+		pre := metav1.Preconditions{UID: &c.record.UID}
+		if err := r.Delete(ctx, c.record, &client.DeleteOptions{Preconditions: &pre}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting ReleaseRecord %s: %w", c.record.Name, err)
+		}
 	case setSelector, clearSelector:
 		return r.patchSelector(ctx, c)
 	case setWeight:

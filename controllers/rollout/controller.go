@@ -60,6 +60,7 @@ import (
 const (
 	indexTrustPolicy     = "spec.provenance.policyRef.name"
 	indexApprovalRollout = "spec.rolloutRef.name"
+	indexRecordRollout   = "spec.rolloutRef.name"
 	indexTrafficObjects  = "spec.strategy.canary.trafficRouting.gatewayAPI"
 )
 
@@ -126,6 +127,11 @@ func (r *Reconciler) indexes(ctx context.Context, mgr ctrl.Manager) error {
 		return []string{o.(*vigilv1.Approval).Spec.RolloutRef.Name}
 	}); err != nil {
 		return fmt.Errorf("indexing Approvals by Rollout: %w", err)
+	}
+	if err := idx.IndexField(ctx, &vigilv1.ReleaseRecord{}, indexRecordRollout, func(o client.Object) []string {
+		return []string{o.(*vigilv1.ReleaseRecord).Spec.RolloutRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing ReleaseRecords by Rollout: %w", err)
 	}
 	if err := idx.IndexField(ctx, &vigilv1.Rollout{}, indexTrustPolicy, func(o client.Object) []string {
 		if p := o.(*vigilv1.Rollout).Spec.Provenance; p != nil {
@@ -444,7 +450,7 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
 		return nil, fmt.Errorf("listing Approvals: %w", err)
 	}
 	s.approvals = approvals.Items
-	if err := readRecords(ctx, r.Client, s); err != nil {
+	if err := readRecords(ctx, r.Client, client.MatchingFields{indexRecordRollout: ro.Name}, s); err != nil {
 		return nil, err
 	}
 

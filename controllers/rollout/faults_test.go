@@ -181,7 +181,7 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	ro := newRollout(ns, "crashy", 4, "crashy:v1", acceptanceSteps()...)
 	gatewayObjects(t, ro)
 	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
-	stop := startManager(t, nil)
+	stop := startManagerIn(t, ns, nil)
 	waitPromoted(t, ro, 20*time.Second)
 	stop()
 	approver(t, ro)
@@ -194,11 +194,11 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	for run := 2; crashes < 30 || run <= 3; run++ {
 		rev := canaryRun(t, g, ro, fmt.Sprintf("crashy:v%d", run), 60*time.Second, func(finished func() bool) {
 			for !finished() {
-				if crashAtAWrite(t, rng, finished) {
+				if crashAtAWrite(t, ns, rng, finished) {
 					crashes++
 				}
 			}
-			startManager(t, nil) // the last restart sees the run to its end
+			startManagerIn(t, ns, nil) // the last restart sees the run to its end
 		})
 		revisions = append(revisions, rev)
 	}
@@ -209,16 +209,16 @@ func TestCrashAtRandomPointsEndsInTheSameState(t *testing.T) {
 	checkEvidence(g, ro, revisions)
 }
 
-// crashAtAWrite runs a manager that crashes at its n-th write (n random,
+// crashAtAWrite runs a manager (watching ns) that crashes at its n-th write (n random,
 // 1 to 4): sometimes before the write reaches the API server, sometimes
 // after it was stored but before the controller hears back. It reports
 // whether the crash came before the canary run finished.
-func crashAtAWrite(t *testing.T, rng *rand.Rand, finished func() bool) bool {
+func crashAtAWrite(t *testing.T, ns string, rng *rand.Rand, finished func() bool) bool {
 	n, afterWrite := int64(1+rng.IntN(4)), rng.IntN(2) == 0
 	crashed := make(chan struct{})
 	var writes atomic.Int64
 	var once sync.Once
-	stopNow := startManager(t, func(rt http.RoundTripper) http.RoundTripper {
+	stopNow := startManagerIn(t, ns, func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			if !isWrite(r) || writes.Add(1) != n {
 				return rt.RoundTrip(r)
@@ -265,7 +265,7 @@ func TestAmbiguousWritesStillConverge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 7))
 	var mu sync.Mutex
 	var writes, lost int
-	startManager(t, func(rt http.RoundTripper) http.RoundTripper {
+	startManagerIn(t, ns, func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			if !isWrite(r) {
 				return rt.RoundTrip(r)

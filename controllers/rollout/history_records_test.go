@@ -14,6 +14,7 @@ import (
 // mayFail, a write may fail, with or without being applied, and the
 // reconcile then ends before it decides or acts; false says so.
 func (c *cluster) writeEvidence(t *rapid.T, s *scope, mayFail bool) bool {
+	defer prune(s)
 	owe := bounded(s, owedEntries(s))
 	if debugHistory {
 		for _, o := range owe {
@@ -25,7 +26,7 @@ func (c *cluster) writeEvidence(t *rapid.T, s *scope, mayFail bool) bool {
 		return true
 	}
 	head := s.rollout.Status.Evidence
-	rep := proof.Verify(s.rollout.Namespace, s.rollout.Name, head, s.records)
+	rep := proof.Verify(s.rollout.Namespace, s.rollout.Name, head, s.rollout.Status.EvidenceCheckpoint, s.records)
 	if rep.Broken != nil {
 		t.Fatalf("the model's evidence chain broke: %v", rep.Broken)
 	}
@@ -109,7 +110,7 @@ func (c *cluster) checkRecords(t *rapid.T) {
 	if c.ro.DeletionTimestamp != nil {
 		return
 	}
-	rep := proof.Verify(c.ro.Namespace, c.ro.Name, c.ro.Status.Evidence, c.records)
+	rep := proof.Verify(c.ro.Namespace, c.ro.Name, c.ro.Status.Evidence, c.ro.Status.EvidenceCheckpoint, c.records)
 	if rep.Broken != nil || rep.Unacknowledged != 0 {
 		t.Fatalf("the chain does not verify: %v (unacknowledged %d)", rep.Broken, rep.Unacknowledged)
 	}
@@ -123,7 +124,7 @@ func (c *cluster) checkRecords(t *rapid.T) {
 				retries++
 				key = fmt.Sprintf("%s/retry/%d", r.Name, e.Seq)
 			case vigilv1.EntryAnalysis:
-				key = "run/" + e.Analysis.Run
+				key = r.Name + "/run/" + e.Analysis.Run
 			case vigilv1.EntryApproval:
 				key = "approval/" + e.Approval.Name
 			case vigilv1.EntryVerified:
@@ -135,7 +136,10 @@ func (c *cluster) checkRecords(t *rapid.T) {
 			seen[key] = true
 		}
 	}
-	for _, h := range c.ro.Status.History {
+	for i, h := range c.ro.Status.History {
+		if c.ro.Status.EvidenceCheckpoint != nil && i > 0 {
+			break // older outcomes' records may have been pruned
+		}
 		want := map[vigilv1.RolloutPhase]vigilv1.EntryType{vigilv1.RolloutPhasePromoted: vigilv1.EntryPromotion, vigilv1.RolloutPhaseRolledBack: vigilv1.EntryRollback}[h.Outcome]
 		if !slices.ContainsFunc(c.records, func(r vigilv1.ReleaseRecord) bool {
 			return r.Spec.Revision == h.Revision && slices.ContainsFunc(r.Spec.Entries, func(e vigilv1.RecordEntry) bool {
@@ -145,4 +149,9 @@ func (c *cluster) checkRecords(t *rapid.T) {
 			t.Fatalf("revision %s was %s, and no record holds its completed %s", h.Revision, h.Outcome, want)
 		}
 	}
+}
+
+// dropRecord deletes a record from the model, as the API server would.
+func (c *cluster) dropRecord(name string) {
+	c.records = slices.DeleteFunc(c.records, func(r vigilv1.ReleaseRecord) bool { return r.Name == name })
 }

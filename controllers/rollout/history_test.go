@@ -85,9 +85,9 @@ func TestGeneratedHistories(t *testing.T) {
 		})
 		c.settle(t)
 	})
-	t.Logf("over every history: %d reconciles, %d steps passed, %d promotions, %d canaries replaced mid-canary, %d rollbacks, %d deletions",
-		seen.reconciles, seen.steps, seen.promotions, seen.replaced, seen.rollbacks, seen.deletions)
-	if seen.steps == 0 || seen.promotions == 0 || seen.replaced == 0 || seen.rollbacks == 0 || seen.deletions == 0 {
+	t.Logf("over every history: %d reconciles, %d steps passed, %d promotions, %d canaries replaced mid-canary, %d rollbacks, %d deletions, %d ReleaseRecords pruned",
+		seen.reconciles, seen.steps, seen.promotions, seen.replaced, seen.rollbacks, seen.deletions, seen.pruned)
+	if seen.steps == 0 || seen.promotions == 0 || seen.replaced == 0 || seen.rollbacks == 0 || seen.deletions == 0 || seen.pruned == 0 {
 		t.Errorf("the histories missed a kind of event they exist to cover")
 	}
 }
@@ -95,7 +95,7 @@ func TestGeneratedHistories(t *testing.T) {
 // tally counts what the generated histories went through, so that a
 // change to the generators that stops covering something is noticed.
 type tally struct {
-	reconciles, steps, promotions, replaced, rollbacks, deletions int
+	reconciles, steps, promotions, replaced, rollbacks, deletions, pruned int
 }
 
 // flagSet tells whether a flag was given on the command line, or its
@@ -132,6 +132,7 @@ func newCluster(t *rapid.T) *cluster {
 	), 1, 5).Draw(t, "steps")
 	ro := newRollout("ns", "app", rapid.Int32Range(0, 6).Draw(t, "replicas"), "app:v0", steps...)
 	ro.UID, ro.Generation = "rollout-uid", 1
+	ro.Spec.ReleaseRecordLimit = ptr.To(rapid.SampledFrom([]int32{2, 3, 20}).Draw(t, "releaseRecordLimit"))
 	surge, unavailable := rapid.Int32Range(0, 2).Draw(t, "maxSurge"), rapid.Int32Range(0, 2).Draw(t, "maxUnavailable")
 	if surge == 0 && unavailable == 0 {
 		surge = 1 // the API refuses both zero
@@ -303,6 +304,11 @@ func (c *cluster) count(s *scope, before *vigilv1.RolloutStatus) {
 // write applies one planned change to the model, as the API server would.
 func (c *cluster) write(s *scope, ch change) {
 	switch ch.kind {
+	case deleteRecord:
+		c.dropRecord(ch.record.Name)
+		if c.seen != nil {
+			c.seen.pruned++
+		}
 	case createReplicaSet:
 		name := replicaSetName(c.ro.Name, ch.revision)
 		if c.sets[name] != nil {

@@ -127,6 +127,8 @@ func (k changeKind) String() string {
 		return "ClearServiceSelector"
 	case removeFinalizer:
 		return "RemoveFinalizer"
+	case deleteRecord:
+		return "DeleteReleaseRecord"
 	}
 	return "Unknown"
 }
@@ -154,6 +156,8 @@ func (c change) String() string {
 		return fmt.Sprintf("terminate AnalysisRun %s", c.run.Name)
 	case removeFinalizer:
 		return "remove Vigil's finalizer"
+	case deleteRecord:
+		return fmt.Sprintf("delete ReleaseRecord %s, behind the evidence checkpoint", c.record.Name)
 	}
 	return c.kind.String()
 }

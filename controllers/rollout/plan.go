@@ -24,6 +24,7 @@ const (
 	terminateAnalysisRun
 	clearSelector
 	removeFinalizer
+	deleteRecord
 )
 
 // change is one write that brings the world closer to the status. The
@@ -38,14 +39,15 @@ type change struct {
 	approval *vigilv1.Approval
 	// approvalStatus is the approval's new status.
 	approvalStatus *vigilv1.ApprovalStatus
-	run            *vigilv1.AnalysisRun // created or terminated
+	run            *vigilv1.AnalysisRun   // created or terminated
+	record         *vigilv1.ReleaseRecord // deleted behind the checkpoint
 }
 
 // traffic reports whether a change moves traffic or pods; approvals,
 // analysis and history clean-up do not.
 func (c change) traffic() bool {
 	switch c.kind {
-	case writeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun, removeFinalizer:
+	case writeApproval, deleteReplicaSet, createAnalysisRun, terminateAnalysisRun, removeFinalizer, deleteRecord:
 		return false
 	}
 	return true
@@ -70,6 +72,7 @@ func plan(s *scope) []change {
 	}
 	out = append(out, planApprovals(s)...)
 	out = append(out, planAnalysis(s)...)
+	out = append(out, planRecords(s)...)
 	return append(out, planHistory(s)...)
 }
 

@@ -10,19 +10,25 @@ import (
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	proof "github.com/vigil-dev/vigil/evidence"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
-// +kubebuilder:rbac:groups=vigil.dev,resources=releaserecords,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=vigil.dev,resources=releaserecords,verbs=get;list;watch;create;patch;delete
+
+// maxEntryMessage is the CRD's bound on an entry's message.
+const maxEntryMessage = 1024
 
 // ReasonEvidenceBroken is the Warning Event of a Rollout whose evidence
 // chain does not verify when the controller appends to it.
 const ReasonEvidenceBroken = "EvidenceBroken"
 
-// readRecords fills s.records with the Rollout's ReleaseRecords from r.
-func readRecords(ctx context.Context, r client.Reader, s *scope) error {
+// readRecords fills s.records with the Rollout's ReleaseRecords from r,
+// selected by which (an index of the cache, or a label selector for the
+// API server).
+func readRecords(ctx context.Context, r client.Reader, which client.ListOption, s *scope) error {
 	var list vigilv1.ReleaseRecordList
 	ro := s.rollout
-	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), which); err != nil {
 		return fmt.Errorf("listing ReleaseRecords: %w", err)
 	}
 	s.records = slices.DeleteFunc(list.Items, func(rec vigilv1.ReleaseRecord) bool { return rec.Spec.RolloutRef.Name != ro.Name })
@@ -36,11 +42,12 @@ func readRecords(ctx context.Context, r client.Reader, s *scope) error {
 // resourceVersion read, so no entry is ever written twice. Any failure
 // ends the reconcile before it decides or writes anything else.
 func (r *Reconciler) writeEvidence(ctx context.Context, s *scope) error {
+	defer prune(s)
 	if len(bounded(s, owedEntries(s))) == 0 {
 		acknowledge(s)
 		return nil
 	}
-	if err := readRecords(ctx, r.APIReader, s); err != nil {
+	if err := readRecords(ctx, r.APIReader, client.MatchingLabels{vigilv1.LabelRollout: s.rollout.Name}, s); err != nil {
 		return err
 	}
 	owe := bounded(s, owedEntries(s))
@@ -75,7 +82,7 @@ func acknowledge(s *scope) {
 	if tail == 0 || head != nil && tail <= head.Seq {
 		return
 	}
-	if rep := proof.Verify(s.rollout.Namespace, s.rollout.Name, head, s.records); rep.Broken == nil {
+	if rep := proof.Verify(s.rollout.Namespace, s.rollout.Name, head, s.rollout.Status.EvidenceCheckpoint, s.records); rep.Broken == nil {
 		s.rollout.Status.Evidence = rep.Tail
 	}
 }
@@ -87,7 +94,7 @@ func acknowledge(s *scope) {
 func (r *Reconciler) chainHead(s *scope) *vigilv1.RecordLink {
 	ro := s.rollout
 	head := ro.Status.Evidence
-	rep := proof.Verify(ro.Namespace, ro.Name, head, s.records)
+	rep := proof.Verify(ro.Namespace, ro.Name, head, ro.Status.EvidenceCheckpoint, s.records)
 	if b := rep.Broken; b != nil {
 		s.record(true, ReasonEvidenceBroken, "Verify", "The evidence chain does not verify at %s; new entries are appended after it", b)
 		s.metric(chainFailures.Inc)
@@ -134,6 +141,8 @@ func stage(s *scope, head *vigilv1.RecordLink, items []owed) (rec, orig *vigilv1
 	}
 	for _, o := range items {
 		o.entry.Time = metav1.NewMicroTime(s.now)
+		// Messages come from verdicts that may say more than an entry holds.
+		o.entry.Message = outcome.Shorten(o.entry.Message, maxEntryMessage)
 		var err error
 		if head, err = proof.Append(rec, head, o.entry); err != nil {
 			return nil, nil, nil, err

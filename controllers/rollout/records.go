@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/gitops"
+	"github.com/vigil-dev/vigil/outcome"
 )
 
 // Evidence is written ahead. The status is where a decision is stored
@@ -160,7 +162,11 @@ func owedApprovals(s *scope) []owed {
 		}
 		a := &s.approvals[i]
 		rev := a.Spec.Revision
-		if !slices.Contains(live(s), rev) || has(s, rev, func(e vigilv1.RecordEntry) bool { return e.Type == vigilv1.EntryApproval && e.Approval.Name == name }) {
+		// Once in any record, an Approval is recorded: its revision may have
+		// left and come back since, with a record of its own.
+		if !slices.Contains(live(s), rev) || slices.ContainsFunc(s.records, func(r vigilv1.ReleaseRecord) bool {
+			return slices.ContainsFunc(r.Spec.Entries, func(e vigilv1.RecordEntry) bool { return e.Type == vigilv1.EntryApproval && e.Approval.Name == name })
+		}) {
 			continue
 		}
 		id, err := s.key.Open(a)
@@ -170,7 +176,7 @@ func owedApprovals(s *scope) []owed {
 		at, _ := id.AdmittedAt()
 		out = append(out, owed{revision: rev, entry: vigilv1.RecordEntry{Type: vigilv1.EntryApproval, Step: ptr.To(a.Spec.Step),
 			Message: fmt.Sprintf("%s by %s at step %d", a.Spec.Decision, id.User, a.Spec.Step),
-			Approval: &vigilv1.ApprovalRecord{Name: a.Name, User: id.User, UID: id.UID, Decision: a.Spec.Decision, Scope: a.Spec.Scope,
+			Approval: &vigilv1.ApprovalRecord{Name: a.Name, User: outcome.Shorten(id.User, 1024), UID: outcome.Shorten(id.UID, 1024), Decision: a.Spec.Decision, Scope: a.Spec.Scope,
 				Reason: a.Spec.Reason, AdmittedAt: metav1.NewMicroTime(at)}}})
 	}
 	return out
@@ -281,4 +287,73 @@ func listed(r *vigilv1.ReleaseRecord, t vigilv1.EntryType) bool {
 	}
 	b, err := json.Marshal(r.Spec)
 	return err == nil && len(b) < softBytes
+}
+
+// defaultRecordLimit is releaseRecordLimit's default.
+const defaultRecordLimit = 20
+
+// span is the first and last seq of a record's entries.
+func span(r *vigilv1.ReleaseRecord) (first, last int64) {
+	if n := len(r.Spec.Entries); n > 0 {
+		return r.Spec.Entries[0].Seq, r.Spec.Entries[n-1].Seq
+	}
+	return 0, 0
+}
+
+// prune moves status.evidenceCheckpoint to the newest entry of the oldest
+// finalised records beyond releaseRecordLimit: every entry after it is in
+// a record that stays, so what is kept verifies from it. (A record kept
+// may hold entries from before the checkpoint: each still verifies on its
+// own.) The status stores the checkpoint first; planRecords then deletes
+// the records wholly behind it.
+func prune(s *scope) {
+	st := &s.rollout.Status
+	limit := int(defaultRecordLimit)
+	if l := s.rollout.Spec.ReleaseRecordLimit; l != nil {
+		limit = int(*l)
+	}
+	var done, tail int64
+	if cp := st.EvidenceCheckpoint; cp != nil {
+		done = cp.Seq
+	}
+	var kept []*vigilv1.ReleaseRecord
+	for i := range s.records {
+		_, last := span(&s.records[i])
+		tail = max(tail, last)
+		if last > done || !s.records[i].Spec.Finalized {
+			kept = append(kept, &s.records[i])
+		}
+	}
+	// Only over records as current as the status's head: one the reader
+	// does not show yet would lose entries behind the checkpoint.
+	if len(kept) <= limit || st.Evidence == nil || tail != st.Evidence.Seq {
+		return
+	}
+	slices.SortFunc(kept, func(x, y *vigilv1.ReleaseRecord) int { a, _ := span(x); b, _ := span(y); return cmp.Compare(a, b) })
+	for _, r := range kept[:len(kept)-limit] {
+		if !r.Spec.Finalized {
+			return
+		}
+		if _, last := span(r); last > done {
+			done, s.checkpointMoved = last, true
+			st.EvidenceCheckpoint = &vigilv1.RecordLink{Record: r.Name, Seq: last, Hash: r.Spec.Entries[len(r.Spec.Entries)-1].Hash}
+		}
+	}
+}
+
+// planRecords deletes the finalised records whose entries are all behind
+// the checkpoint. (An open record never goes, even when its entries are
+// all older than a record finalised after them.)
+func planRecords(s *scope) []change {
+	cp := s.rollout.Status.EvidenceCheckpoint
+	if cp == nil || s.checkpointMoved {
+		return nil // a record goes only once the status holds the checkpoint past it
+	}
+	var out []change
+	for i := range s.records {
+		if _, last := span(&s.records[i]); last <= cp.Seq && s.records[i].Spec.Finalized {
+			out = append(out, change{kind: deleteRecord, record: &s.records[i]})
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
@@ -72,7 +74,7 @@ func TestEachRevisionHasAChainedRecordOfWhatHappenedToIt(t *testing.T) {
 		recs = records(g, ro)
 		g.Expect(recs).To(HaveLen(3))
 		g.Expect(entries(recs[2])).To(HaveExactElements("Observed", "Approval Reject by bob", "Rollback Started", "Rollback Completed"))
-		rep := proof.Verify(ns, ro.Name, cur.Status.Evidence, recs)
+		rep := proof.Verify(ns, ro.Name, cur.Status.Evidence, cur.Status.EvidenceCheckpoint, recs)
 		g.Expect(rep.Broken).To(BeNil())
 		g.Expect(rep.Unacknowledged).To(BeZero())
 	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
@@ -109,7 +111,7 @@ func TestEachRevisionHasAChainedRecordOfWhatHappenedToIt(t *testing.T) {
 	// stopped so that it does not write meanwhile.
 	stop()
 	head := get(g, ro).Status.Evidence
-	verify := func() *proof.Break { return proof.Verify(ns, ro.Name, head, records(g, ro)).Broken }
+	verify := func() *proof.Break { return proof.Verify(ns, ro.Name, head, nil, records(g, ro)).Broken }
 	middle := recs[1].DeepCopy()
 	g.Expect(k8s.Delete(ctx, middle)).To(Succeed())
 	g.Expect(verify()).To(And(HaveField("Record", middle.Name), HaveField("Reason", ContainSubstring("are missing"))))
@@ -133,7 +135,7 @@ func checkEvidence(g Gomega, ro *vigilv1.Rollout, revisions []string) {
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ro)
 		recs := records(g, ro)
-		rep := proof.Verify(ro.Namespace, ro.Name, cur.Status.Evidence, recs)
+		rep := proof.Verify(ro.Namespace, ro.Name, cur.Status.Evidence, cur.Status.EvidenceCheckpoint, recs)
 		g.Expect(rep.Broken).To(BeNil())
 		g.Expect(rep.Unacknowledged).To(BeZero())
 		for _, rev := range revisions {
@@ -153,5 +155,32 @@ func checkEvidence(g Gomega, ro *vigilv1.Rollout, revisions []string) {
 			}
 			g.Expect(seen).NotTo(BeEmpty(), "revision %s records the Approvals it used", rev)
 		}
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+}
+
+func TestRecordsBeyondTheLimitArePrunedAndTheRestStillVerifies(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	kubelet(t, ns, nil)
+	startManager(t, nil)
+	ro := newRollout(ns, "short", 1, "short:v1", weightStep(50))
+	ro.Spec.ReleaseRecordLimit = ptr.To(int32(2))
+	g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	waitPromoted(t, ro, 20*time.Second)
+	for v := 2; v <= 5; v++ {
+		newImage(t, ro, fmt.Sprintf("short:v%d", v))
+		waitPromoted(t, ro, 20*time.Second)
+	}
+	g.Eventually(func(g Gomega) {
+		cur := get(g, ro)
+		g.Expect(cur.Status.EvidenceCheckpoint).NotTo(BeNil())
+		recs := records(g, ro)
+		g.Expect(len(recs)).To(BeNumerically("<=", 3), "at most the limit and the open record of the stable revision")
+		rep := proof.Verify(ns, ro.Name, cur.Status.Evidence, cur.Status.EvidenceCheckpoint, recs)
+		g.Expect(rep.Broken).To(BeNil())
+		g.Expect(slices.ContainsFunc(recs, func(r vigilv1.ReleaseRecord) bool { return r.Spec.Revision == cur.Status.StableRevision })).To(BeTrue())
+		// Without the checkpoint, what was pruned shows as missing.
+		g.Expect(proof.Verify(ns, ro.Name, cur.Status.Evidence, nil, recs).Broken).NotTo(BeNil())
 	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 }

@@ -46,6 +46,9 @@ type scope struct {
 	// records are the Rollout's ReleaseRecords; writeEvidence appends to
 	// them in place.
 	records []vigilv1.ReleaseRecord
+	// checkpointMoved: prune moved status.evidenceCheckpoint, which the
+	// status must hold before any record behind it is deleted.
+	checkpointMoved bool
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 

@@ -92,7 +92,14 @@ var verifier *provenance.Verifier
 // wrap, when set, wraps the manager's HTTP transport (fault injection).
 func startManager(t testing.TB, wrap func(http.RoundTripper) http.RoundTripper) (stop func()) {
 	t.Helper()
-	return testenv.StartManager(t, cfg, scheme, wrap, func(ctx context.Context, mgr ctrl.Manager) error {
+	return startManagerIn(t, "", wrap)
+}
+
+// startManagerIn is startManager with the manager watching namespace ns
+// only: the Rollouts earlier tests left behind are not reconciled meanwhile.
+func startManagerIn(t testing.TB, ns string, wrap func(http.RoundTripper) http.RoundTripper) (stop func()) {
+	t.Helper()
+	return testenv.StartManagerIn(t, ns, cfg, scheme, wrap, func(ctx context.Context, mgr ctrl.Manager) error {
 		gw, err := GatewayAPIServed(mgr.GetRESTMapper())
 		if err != nil || !gw {
 			return fmt.Errorf("the test API server should serve HTTPRoutes (%v)", err)

@@ -207,16 +207,19 @@ func Connect(cfg **rest.Config, scheme *kruntime.Scheme, k8s *client.Client, add
 	}
 }
 
-// vigilStacks is every goroutine's stack that runs Vigil's code (not the
-// tests'), for a manager that did not stop in time.
+// vigilStacks is every goroutine's stack that runs Vigil's code or the
+// manager's (its runnables, controllers and cache), for a manager that did
+// not stop in time.
 func vigilStacks() string {
 	buf := make([]byte, 8<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "vigil-dev/vigil/controllers") || strings.Contains(g, "vigil-dev/vigil/analysis") {
+		if strings.Contains(g, "vigil-dev/vigil/controllers") || strings.Contains(g, "vigil-dev/vigil/analysis") ||
+			strings.Contains(g, "sigs.k8s.io/controller-runtime/pkg/manager") || strings.Contains(g, "sigs.k8s.io/controller-runtime/pkg/internal") ||
+			strings.Contains(g, "sigs.k8s.io/controller-runtime/pkg/cache") {
 			out = append(out, g)
 		}
 	}
-	return "goroutines in Vigil's controllers:\n" + strings.Join(out, "\n\n")
+	return "goroutines in Vigil's controllers and the manager:\n" + strings.Join(out, "\n\n")
 }
