@@ -46,7 +46,9 @@ func Statement(rec *vigilv1.ReleaseRecord) (*intoto.Statement, error) {
 			}
 		}
 	}
-	raw, err := json.Marshal(Predicate{Namespace: rec.Namespace, Rollout: rec.Spec.RolloutRef.Name, Record: rec.Name, Spec: rec.Spec})
+	spec := rec.Spec
+	spec.Attestation = "" // what is signed is the record without its signature
+	raw, err := json.Marshal(Predicate{Namespace: rec.Namespace, Rollout: rec.Spec.RolloutRef.Name, Record: rec.Name, Spec: spec})
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,15 @@ type ReleaseRecordSpec struct {
 	// stable nor canary nor the template any more.
 	// +optional
 	Finalized bool `json:"finalized,omitempty"`
+
+	// attestation is the record's in-toto Statement signed by the key the
+	// platform gave the controller (a Sigstore bundle, JSON), written in
+	// the same write that finalises the record; empty without a key, and
+	// for a record too large to sign within this bound (a Warning Event
+	// says so).
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Attestation string `json:"attestation,omitempty"`
 }
 
 // RecordLink points at one entry of a Rollout's chain, and at a record.

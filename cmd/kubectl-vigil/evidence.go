@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -28,14 +29,17 @@ func (a *app) evidenceCommand() *cobra.Command {
 		Use:   "evidence",
 		Short: "Read and check a Rollout's ReleaseRecords: the hash-chained evidence of each revision",
 	}
+	var key string
 	verify := &cobra.Command{
-		Use:               "verify ROLLOUT",
-		Short:             "Check the Rollout's whole evidence chain and name the first broken link",
+		Use:               "verify ROLLOUT [--key PUBLIC.pem]",
+		Short:             "Check the Rollout's whole evidence chain and name the first broken link; with --key, each finalised record's signature too",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRollouts,
-		RunE:              func(cmd *cobra.Command, args []string) error { return a.verify(cmd.Context(), args[0]) },
+		RunE:              func(cmd *cobra.Command, args []string) error { return a.verify(cmd.Context(), args[0], key) },
 	}
+	verify.Flags().StringVar(&key, "key", "", "PEM public key of the controller's --evidence-signing-key: every finalised record must carry an attestation it verifies")
 	var revision string
+	var signed bool
 	show := &cobra.Command{
 		Use:               "show ROLLOUT [--revision R]",
 		Short:             "Print the record of a revision (default: the newest) for a person",
@@ -45,13 +49,16 @@ func (a *app) evidenceCommand() *cobra.Command {
 	}
 	show.Flags().StringVar(&revision, "revision", "", "the revision (pod-template hash) whose record to print")
 	export := &cobra.Command{
-		Use:               "export ROLLOUT [--revision R]",
+		Use:               "export ROLLOUT [--revision R] [--signed]",
 		Short:             "Print a record (default: the newest) as an in-toto Statement, predicate type " + proof.PredicateType,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRollouts,
-		RunE:              func(cmd *cobra.Command, args []string) error { return a.export(cmd.Context(), args[0], revision) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.export(cmd.Context(), args[0], revision, signed)
+		},
 	}
 	export.Flags().StringVar(&revision, "revision", "", "the revision (pod-template hash) whose record to export")
+	export.Flags().BoolVar(&signed, "signed", false, "print the Sigstore bundle the controller signed the record with when it finalised it, instead of the bare Statement")
 	running := &cobra.Command{
 		Use:               "running ROLLOUT",
 		Short:             "List each running pod's images with the record, commit, signer and approvers that put them there; flag any without",
@@ -85,13 +92,21 @@ func firstSeq(r vigilv1.ReleaseRecord) int64 {
 	return r.Spec.Entries[0].Seq
 }
 
-// verify checks the chain and prints what it found.
-func (a *app) verify(ctx context.Context, name string) error {
+// verify checks the chain, and with a key every finalised record's
+// attestation, and prints what it found.
+func (a *app) verify(ctx context.Context, name, key string) error {
 	ro, recs, err := a.records(ctx, name)
 	if err != nil {
 		return err
 	}
 	rep := proof.Verify(ro.Namespace, ro.Name, ro.Status.Evidence, ro.Status.EvidenceCheckpoint, recs)
+	if rep.Broken == nil && key != "" {
+		pub, err := os.ReadFile(key)
+		if err != nil {
+			return err
+		}
+		rep.Broken = attestations(recs, pub)
+	}
 	if b := rep.Broken; b != nil {
 		a.printf("BROKEN: record %s, entry %d: %s\n", b.Record, b.Seq, b.Reason)
 		a.printf("Checked %d records with %d entries of Rollout %s.\n", rep.Records, rep.Entries, ro.Name)
@@ -113,6 +128,20 @@ func (a *app) verify(ctx context.Context, name string) error {
 	return nil
 }
 
+// attestations checks the attestation of every finalised record.
+func attestations(recs []vigilv1.ReleaseRecord, pub []byte) *proof.Break {
+	for i := range recs {
+		r := &recs[i]
+		if !r.Spec.Finalized {
+			continue
+		}
+		if err := proof.CheckAttestation(r, pub); err != nil {
+			return &proof.Break{Record: r.Name, Seq: r.Spec.Entries[len(r.Spec.Entries)-1].Seq, Reason: "attestation: " + err.Error()}
+		}
+	}
+	return nil
+}
+
 // show prints the record of revision (default: the newest record).
 func (a *app) show(ctx context.Context, name, revision string) error {
 	rec, err := a.record(ctx, name, revision)
@@ -123,11 +152,19 @@ func (a *app) show(ctx context.Context, name, revision string) error {
 	return nil
 }
 
-// export prints the record of revision as an in-toto Statement.
-func (a *app) export(ctx context.Context, name, revision string) error {
+// export prints the record of revision as an in-toto Statement, or with
+// signed the bundle the controller signed it with.
+func (a *app) export(ctx context.Context, name, revision string, signed bool) error {
 	rec, err := a.record(ctx, name, revision)
 	if err != nil {
 		return err
+	}
+	if signed {
+		if rec.Spec.Attestation == "" {
+			return fmt.Errorf("ReleaseRecord %s carries no attestation: it is not finalised, or the controller runs without --evidence-signing-key", rec.Name)
+		}
+		a.printf("%s\n", rec.Spec.Attestation)
+		return nil
 	}
 	st, err := proof.Statement(rec)
 	if err != nil {
@@ -168,6 +205,9 @@ func printRecord(out io.Writer, r *vigilv1.ReleaseRecord) {
 	state := "open"
 	if r.Spec.Finalized {
 		state = "finalised, " + string(r.Spec.Outcome)
+	}
+	if r.Spec.Attestation != "" {
+		state += ", signed"
 	}
 	fmt.Fprintf(out, "ReleaseRecord %s: Rollout %s, revision %s (%s)\n", r.Name, r.Spec.RolloutRef.Name, r.Spec.Revision, state)
 	if p := r.Spec.Previous; p != nil {

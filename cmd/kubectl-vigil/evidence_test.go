@@ -2,17 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/hack/testenv"
 )
 
@@ -42,7 +49,12 @@ func TestEvidenceIsReadAndCheckedWithKubectlVigil(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.Namespace(t, k8s, "evidence")
 	testenv.Kubelet(t, cfg, ns, nil)
-	startController(t)
+	priv, pub := keyFiles(t)
+	pemBytes, err := os.ReadFile(priv)
+	g.Expect(err).NotTo(HaveOccurred())
+	signer, err := proof.LoadSigner(pemBytes)
+	g.Expect(err).NotTo(HaveOccurred())
+	startSigningController(t, signer)
 	testenv.BindApprovers(t, k8s, ns, "alice")
 	run, _, _ := plugin(t)
 	vigil := func(args ...string) (string, error) { return run(append(args, "-n", ns)...) }
@@ -72,10 +84,18 @@ func TestEvidenceIsReadAndCheckedWithKubectlVigil(t *testing.T) {
 	g.Expect(out).To(MatchRegexp(`Approval Approve\s+by alice \(admitted [0-9:.]+\), scope Step; reason: dashboards look fine; step 0`))
 	out, err = vigil("evidence", "show", "web", "--revision", v1)
 	g.Expect(err).NotTo(HaveOccurred(), out)
-	g.Expect(out).To(ContainSubstring("revision " + v1 + " (finalised, Promoted)"))
-	out, err = vigil("evidence", "verify", "web")
+	g.Expect(out).To(ContainSubstring("revision " + v1 + " (finalised, Promoted, signed)"))
+	out, err = vigil("evidence", "verify", "web", "--key", pub)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(MatchRegexp(`OK: 2 records, \d+ entries of Rollout web`))
+	_, otherPub := keyFiles(t)
+	out, err = vigil("evidence", "verify", "web", "--key", otherPub)
+	g.Expect(err).To(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`BROKEN: record web-` + v1 + `-1, entry \d+: attestation: the attestation's signature does not verify with this key`))
+	out, err = vigil("evidence", "export", "web", "--revision", v1, "--signed")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring(`"dsseEnvelope"`))
+	g.Expect(out).To(ContainSubstring(`"payloadType":"application/vnd.in-toto+json"`))
 	out, err = vigil("evidence", "export", "web")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring(`"_type": "https://in-toto.io/Statement/v1"`))
@@ -116,4 +136,30 @@ func get(g Gomega, ro *vigilv1.Rollout) *vigilv1.Rollout {
 	out := &vigilv1.Rollout{}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(ro), out)).To(Succeed())
 	return out
+}
+
+// keyFiles writes a new P-256 key pair as PEM files and returns their paths.
+func keyFiles(t *testing.T) (privPath, pubPath string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := cryptoutils.MarshalPrivateKeyToPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := cryptoutils.MarshalPublicKeyToPEM(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	privPath, pubPath = filepath.Join(dir, "key.pem"), filepath.Join(dir, "key.pub")
+	if err := os.WriteFile(privPath, priv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return privPath, pubPath
 }

@@ -28,6 +28,7 @@ import (
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/approval"
 	"github.com/vigil-dev/vigil/controllers/rollout"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/hack/promtest"
 	"github.com/vigil-dev/vigil/hack/testenv"
 )
@@ -108,13 +109,18 @@ func plugin(t *testing.T) (run func(args ...string) (string, error), start func(
 
 // startController runs the Rollout controller, which opens seals with the
 // key the suite's webhook seals with.
-func startController(t *testing.T) {
+func startController(t *testing.T) { startSigningController(t, nil) }
+
+// startSigningController is startController with the controller signing
+// each ReleaseRecord it finalises with signer.
+func startSigningController(t *testing.T, signer *proof.Signer) {
 	testenv.StartManager(t, cfg, fullScheme, nil, func(ctx context.Context, mgr ctrl.Manager) error {
 		key, err := approval.Setup(ctx, mgr, testenv.Admission(nil))
 		if err != nil {
 			return err
 		}
-		r := &rollout.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), Seal: key}
+		r := &rollout.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("vigil-rollout"), Seal: key,
+			EvidenceSigner: signer}
 		return r.SetupWithManager(ctx, mgr)
 	})
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/vigil-dev/vigil/controllers/gitsync"
 	"github.com/vigil-dev/vigil/controllers/rollout"
 	"github.com/vigil-dev/vigil/controllers/trustpolicy"
+	proof "github.com/vigil-dev/vigil/evidence"
 	"github.com/vigil-dev/vigil/gitops"
 	"github.com/vigil-dev/vigil/provenance"
 )
@@ -65,6 +66,7 @@ type options struct {
 	rolloutWorkers   int
 	analysisWorkers  int
 	gitSyncWorkers   int
+	evidenceKey      string
 	zap              zap.Options
 }
 
@@ -87,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "requests the manager's client may send at once above --kube-api-qps")
 	fs.IntVar(&o.rolloutWorkers, "rollout-workers", 4, "Rollouts reconciled at once (one Rollout is never reconciled twice at once)")
 	fs.IntVar(&o.analysisWorkers, "analysisrun-workers", 16, "AnalysisRuns measured at once")
+	fs.StringVar(&o.evidenceKey, "evidence-signing-key", "", "PEM file of an ECDSA P-256 private key (mounted from a Secret the platform gives) that signs each ReleaseRecord as it is finalised; empty signs nothing")
 	fs.IntVar(&o.gitSyncWorkers, "gitsync-workers", 2, "GitSyncs reconciled at once; each may hold a fetched tree of up to its byte limit")
 	o.zap = zap.Options{Development: false}
 	o.zap.BindFlags(fs)
@@ -213,11 +216,22 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, o options, serving 
 	if !gatewayAPI {
 		ctrl.LoggerFrom(ctx).Info("The cluster serves no HTTPRoutes; Rollouts that route with the Gateway API will be stalled")
 	}
+	var signer *proof.Signer
+	if o.evidenceKey != "" {
+		pemBytes, err := os.ReadFile(o.evidenceKey)
+		if err != nil {
+			return fmt.Errorf("reading --evidence-signing-key: %w", err)
+		}
+		if signer, err = proof.LoadSigner(pemBytes); err != nil {
+			return fmt.Errorf("--evidence-signing-key %s: %w", o.evidenceKey, err)
+		}
+	}
 	r := &rollout.Reconciler{
-		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
-		Recorder:   mgr.GetEventRecorder("vigil-rollout"),
-		GatewayAPI: gatewayAPI,
+		EvidenceSigner: signer,
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("vigil-rollout"),
+		GatewayAPI:     gatewayAPI,
 		// One verification of an image may take this long, registry and
 		// Git reads included; 4,096 passes are cached.
 		Verifier: provenance.NewVerifier(provenance.DefaultRegistry(), 30*time.Second, "", gitops.DefaultLimits(), 4096),

@@ -85,6 +85,9 @@ type Reconciler struct {
 	// Seal opens the seals the admission webhook puts on Approvals; an
 	// Approval whose seal does not open with it counts for nothing.
 	Seal proof.Key
+	// EvidenceSigner, when set, signs each ReleaseRecord as it is
+	// finalised (its attestation).
+	EvidenceSigner *proof.Signer
 }
 
 // SetupWithManager registers the controller and the indexes it needs.
@@ -211,7 +214,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // reconcileRollout runs one reconcile of ro over a new scope.
 func (r *Reconciler) reconcileRollout(ctx context.Context, ro *vigilv1.Rollout, notes *skeleton.Notes) (ctrl.Result, error) {
-	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1, notes: notes, key: r.Seal}
+	s := &scope{now: r.Clock.Now(), rollout: ro, advancedFrom: -1, notes: notes, key: r.Seal, signer: r.EvidenceSigner}
 	if ro.DeletionTimestamp != nil {
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}

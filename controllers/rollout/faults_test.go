@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,9 +15,11 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
+	proof "github.com/vigil-dev/vigil/evidence"
 )
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -295,4 +298,62 @@ func TestAmbiguousWritesStillConverge(t *testing.T) {
 	g.Expect(violations()).To(Equal(before), "no invariant was violated")
 	g.Expect(testutil.ToFloat64(reconcileErrors.WithLabelValues("WriteUnknown"))).To(BeNumerically(">", 0), "lost answers were handled as Unknown")
 	checkEvidence(g, ro, revisions)
+}
+
+// TestCrashAroundRollbacksLeavesOneRecordOfEach rejects canaries while the
+// manager crashes at random writes, record writes included: each rejected
+// revision is rolled back, and its record holds the Reject, the rollback
+// started and completed, each once, in a chain that verifies.
+func TestCrashAroundRollbacksLeavesOneRecordOfEach(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	kubelet(t, ns, nil)
+	ro := newRollout(ns, "rejected", 2, "rejected:v1", approvalStep(), weightStep(50))
+	ro.Spec.Rollback = &vigilv1.RollbackPolicy{AbortScaleDownDelaySeconds: ptr.To(int32(0))}
+	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	stop := startManagerIn(t, ns, nil)
+	waitPromoted(t, ro, 20*time.Second)
+	stop()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	crashes := 0
+	var rejected []string
+	for run := 2; crashes < 15 || run <= 3; run++ {
+		newImage(t, ro, fmt.Sprintf("rejected:v%d", run))
+		var rev string
+		rolledBack := func() bool {
+			cur := &vigilv1.Rollout{}
+			if k8s.Get(context.Background(), client.ObjectKeyFromObject(ro), cur) != nil {
+				return false
+			}
+			if p := cur.Status.PendingApproval; p != nil && p.Step == 0 && p.Effect == vigilv1.EffectPassStep && rev == "" {
+				rev = p.Revision
+				approve(t, ro, "reject-"+rev, rev, 0, vigilv1.ApprovalReject)
+			}
+			return rev != "" && cur.Status.Phase == vigilv1.RolloutPhaseRolledBack && cur.Status.CanaryRevision == rev
+		}
+		for !rolledBack() {
+			if crashAtAWrite(t, ns, rng, rolledBack) {
+				crashes++
+			}
+		}
+		rejected = append(rejected, rev)
+	}
+	startManagerIn(t, ns, nil)
+	t.Logf("%d crashes over %d rejected canaries", crashes, len(rejected))
+	g.Expect(crashes).To(BeNumerically(">=", 15))
+	g.Eventually(func(g Gomega) {
+		cur := get(g, ro)
+		recs := records(g, ro)
+		rep := proof.Verify(ns, ro.Name, cur.Status.Evidence, cur.Status.EvidenceCheckpoint, recs)
+		g.Expect(rep.Broken).To(BeNil())
+		for _, rev := range rejected {
+			i := slices.IndexFunc(recs, func(r vigilv1.ReleaseRecord) bool { return r.Spec.Revision == rev })
+			g.Expect(i).NotTo(BeNumerically("<", 0), "revision %s has a record", rev)
+			got := entries(recs[i])
+			for _, once := range []string{"Observed", "Approval Reject by ", "Rollback Started", "Rollback Completed"} {
+				n := len(slices.DeleteFunc(slices.Clone(got), func(e string) bool { return !strings.HasPrefix(e, once) }))
+				g.Expect(n).To(Equal(1), "revision %s has one %q entry: %v", rev, once, got)
+			}
+		}
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 }

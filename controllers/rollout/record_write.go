@@ -15,8 +15,15 @@ import (
 
 // +kubebuilder:rbac:groups=vigil.dev,resources=releaserecords,verbs=get;list;watch;create;patch;delete
 
-// maxEntryMessage is the CRD's bound on an entry's message.
-const maxEntryMessage = 1024
+// The CRD's bounds on an entry's message and a record's attestation.
+const (
+	maxEntryMessage = 1024
+	maxAttestation  = 65536
+)
+
+// ReasonEvidenceUnsigned is the Warning Event of a record finalised
+// without its attestation because it was too large.
+const ReasonEvidenceUnsigned = "EvidenceUnsigned"
 
 // ReasonEvidenceBroken is the Warning Event of a Rollout whose evidence
 // chain does not verify when the controller appends to it.
@@ -149,6 +156,19 @@ func stage(s *scope, head *vigilv1.RecordLink, items []owed) (rec, orig *vigilv1
 		}
 		if o.outcome != "" {
 			rec.Spec.Finalized, rec.Spec.Outcome = true, o.outcome
+		}
+	}
+	// Signed in the write that finalises it: after it, nothing changes.
+	if rec.Spec.Finalized && (orig == nil || !orig.Spec.Finalized) && s.signer != nil {
+		att, err := s.signer.Attest(rec)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(att) <= maxAttestation {
+			rec.Spec.Attestation = att
+		} else {
+			s.record(true, ReasonEvidenceUnsigned, "Sign", "ReleaseRecord %s is finalised unsigned: its attestation would be %d bytes, over the %d a record holds",
+				rec.Name, len(att), maxAttestation)
 		}
 	}
 	return rec, orig, head, nil

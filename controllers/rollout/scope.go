@@ -46,6 +46,8 @@ type scope struct {
 	// records are the Rollout's ReleaseRecords; writeEvidence appends to
 	// them in place.
 	records []vigilv1.ReleaseRecord
+	// signer signs records as they are finalised; nil signs nothing.
+	signer *proof.Signer
 	// checkpointMoved: prune moved status.evidenceCheckpoint, which the
 	// status must hold before any record behind it is deleted.
 	checkpointMoved bool
