@@ -255,7 +255,7 @@ func detail(e vigilv1.RecordEntry) string {
 	if an := e.Analysis; an != nil {
 		add("run %s (attempt %d)", an.Run, an.Attempt)
 		for _, m := range an.Measurements {
-			add("%s=%s %s %s", m.Metric, or(m.Value, "-"), m.Outcome, m.Reason)
+			add("%s", strings.TrimSpace(fmt.Sprintf("%s=%s %s %s", m.Metric, or(m.Value, "-"), m.Outcome, m.Reason)))
 		}
 	}
 	if ap := e.Approval; ap != nil {

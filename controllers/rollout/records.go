@@ -212,7 +212,12 @@ func owedPromotion(s *scope) []owed {
 		out = append(out, owed{revision: rev, entry: vigilv1.RecordEntry{Type: vigilv1.EntryPromotion, State: vigilv1.StateStarted,
 			Message: fmt.Sprintf("Revision %s becomes stable", rev)}})
 	}
-	if last != vigilv1.StateCompleted && st.Phase == vigilv1.RolloutPhasePromoted {
+	// Completed once the cluster shows it (every pod of the revision
+	// available): the phase says Promoted from the decision on, before any
+	// write acted on it.
+	rs := s.set(rev)
+	full := s.replicas == 0 || rs != nil && specReplicas(rs) >= s.replicas && fullyAvailable(rs)
+	if last != vigilv1.StateCompleted && st.Phase == vigilv1.RolloutPhasePromoted && full {
 		out = append(out, owed{revision: rev, entry: vigilv1.RecordEntry{Type: vigilv1.EntryPromotion, State: vigilv1.StateCompleted,
 			Message: fmt.Sprintf("Revision %s serves all traffic", rev)}})
 	}
