@@ -219,7 +219,7 @@ func owedPromotion(s *scope) []owed {
 	full := s.replicas == 0 || rs != nil && specReplicas(rs) >= s.replicas && fullyAvailable(rs)
 	if last != vigilv1.StateCompleted && st.Phase == vigilv1.RolloutPhasePromoted && full {
 		out = append(out, owed{revision: rev, entry: vigilv1.RecordEntry{Type: vigilv1.EntryPromotion, State: vigilv1.StateCompleted,
-			Message: fmt.Sprintf("Revision %s serves all traffic", rev)}})
+			Message: fmt.Sprintf("Every pod of revision %s is available", rev)}})
 	}
 	return out
 }
