@@ -101,8 +101,10 @@ type located struct {
 // against head, the status's head (nil when the status holds none), from
 // checkpoint (nil: from the start): every hash recomputes, seqs run without
 // a gap from the checkpoint's (or 1), each prev is the hash before it, and
-// the head is in the chain. Entries at or before the checkpoint, of records
-// pruned but not yet deleted, are left out. It names the first broken link.
+// the head is in the chain. Entries at or before the checkpoint (in kept
+// records, or in pruned ones not yet deleted) are checked on their own:
+// their hash, and their link to a kept predecessor. It names the first
+// broken link.
 func Verify(namespace, rollout string, head, checkpoint *vigilv1.RecordLink, records []vigilv1.ReleaseRecord) Report {
 	var r Report
 	var all, behind []located
@@ -120,13 +122,12 @@ func Verify(namespace, rollout string, head, checkpoint *vigilv1.RecordLink, rec
 			}
 		}
 	}
-	r.Entries = len(all)
+	r.Entries = len(all) + len(behind)
 	slices.SortStableFunc(all, func(a, b located) int { return cmp.Compare(a.e.Seq, b.e.Seq) })
 	byName := map[string]*vigilv1.ReleaseRecord{}
 	for i := range records {
 		byName[records[i].Name] = &records[i]
 	}
-	r.Entries += len(behind)
 	if r.Broken = linksBehind(namespace, behind); r.Broken != nil {
 		return r
 	}

@@ -40,13 +40,19 @@ const (
 	// forbidden, too large); the Rollout is Stalled with its message.
 	ReasonWriteRefused      = "WriteRefused"
 	ReasonInvariantViolated = "InvariantViolated"
-	ReasonNameCollision     = "NameCollision"
-	ReasonAnalysisStarted   = "AnalysisStarted"
-	ReasonAnalysisPassed    = "AnalysisPassed"
-	ReasonAnalysisFailed    = "AnalysisFailed"
-	ReasonAnalysisPaused    = "AnalysisPaused"
-	ReasonAnalysisRetry     = "AnalysisRetry"
-	ReasonAnalysisInvalid   = "AnalysisInvalid"
+	// ReasonEvidenceBroken: the controller found the Rollout's evidence
+	// chain broken when it appended to it (a Warning Event).
+	ReasonEvidenceBroken = "EvidenceBroken"
+	// ReasonEvidenceUnsigned: a ReleaseRecord was finalised without its
+	// attestation, which would have been too large (a Warning Event).
+	ReasonEvidenceUnsigned = "EvidenceUnsigned"
+	ReasonNameCollision    = "NameCollision"
+	ReasonAnalysisStarted  = "AnalysisStarted"
+	ReasonAnalysisPassed   = "AnalysisPassed"
+	ReasonAnalysisFailed   = "AnalysisFailed"
+	ReasonAnalysisPaused   = "AnalysisPaused"
+	ReasonAnalysisRetry    = "AnalysisRetry"
+	ReasonAnalysisInvalid  = "AnalysisInvalid"
 	// ReasonVerifying: the revision's images are being verified, or the
 	// last attempt was Unknown and is retried.
 	ReasonVerifying = "Verifying"

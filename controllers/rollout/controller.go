@@ -280,8 +280,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 	h, err := r.observe(ctx, s)
 	if err == nil && h == nil {
 		if h, err = r.gate(ctx, s); err == nil {
-			if err = r.writeEvidence(ctx, s); err != nil {
-				reconcileErrors.WithLabelValues("WriteUnknown").Inc()
+			if err := r.writeEvidence(ctx, s); err != nil {
 				return err
 			}
 		}

@@ -37,11 +37,8 @@ func (c *cluster) writeEvidence(t *rapid.T, s *scope, mayFail bool) bool {
 	if mayFail {
 		failAt = rapid.IntRange(-1, 6).Draw(t, "evidenceFailsAt")
 	}
-	for i := 0; len(owe) > 0; i++ {
-		rev := owe[0].revision
-		mine := slices.DeleteFunc(slices.Clone(owe), func(o owed) bool { return o.revision != rev })
-		owe = slices.DeleteFunc(owe, func(o owed) bool { return o.revision == rev })
-		rec, _, next, err := stage(s, head, mine)
+	for i, group := range byRevision(owe) {
+		rec, _, next, err := stage(s, head, group)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,14 +21,6 @@ const (
 	maxAttestation  = 65536
 )
 
-// ReasonEvidenceUnsigned is the Warning Event of a record finalised
-// without its attestation because it was too large.
-const ReasonEvidenceUnsigned = "EvidenceUnsigned"
-
-// ReasonEvidenceBroken is the Warning Event of a Rollout whose evidence
-// chain does not verify when the controller appends to it.
-const ReasonEvidenceBroken = "EvidenceBroken"
-
 // readRecords fills s.records with the Rollout's ReleaseRecords from r,
 // selected by which (an index of the cache, or a label selector for the
 // API server).
@@ -55,6 +47,7 @@ func (r *Reconciler) writeEvidence(ctx context.Context, s *scope) error {
 		return nil
 	}
 	if err := readRecords(ctx, r.APIReader, client.MatchingLabels{vigilv1.LabelRollout: s.rollout.Name}, s); err != nil {
+		reconcileErrors.WithLabelValues("Read").Inc()
 		return err
 	}
 	owe := bounded(s, owedEntries(s))
@@ -62,13 +55,11 @@ func (r *Reconciler) writeEvidence(ctx context.Context, s *scope) error {
 		return nil
 	}
 	head := r.chainHead(s)
-	for len(owe) > 0 {
-		rev := owe[0].revision
-		mine := slices.DeleteFunc(slices.Clone(owe), func(o owed) bool { return o.revision != rev })
-		owe = slices.DeleteFunc(owe, func(o owed) bool { return o.revision == rev })
+	for _, group := range byRevision(owe) {
 		var err error
-		if head, err = r.appendTo(ctx, s, head, mine); err != nil {
+		if head, err = r.appendTo(ctx, s, head, group); err != nil {
 			evidenceUnknowns.Inc()
+			reconcileErrors.WithLabelValues("WriteUnknown").Inc()
 			return err
 		}
 		s.rollout.Status.Evidence = head
@@ -103,7 +94,7 @@ func (r *Reconciler) chainHead(s *scope) *vigilv1.RecordLink {
 	head := ro.Status.Evidence
 	rep := proof.Verify(ro.Namespace, ro.Name, head, ro.Status.EvidenceCheckpoint, s.records)
 	if b := rep.Broken; b != nil {
-		s.record(true, ReasonEvidenceBroken, "Verify", "The evidence chain does not verify at %s; new entries are appended after it", b)
+		s.record(true, vigilv1.ReasonEvidenceBroken, "Verify", "The evidence chain does not verify at %s; new entries are appended after it", b)
 		s.metric(chainFailures.Inc)
 	}
 	if head == nil || rep.Tail != nil && rep.Tail.Seq >= head.Seq {
@@ -167,7 +158,7 @@ func stage(s *scope, head *vigilv1.RecordLink, items []owed) (rec, orig *vigilv1
 		if len(att) <= maxAttestation {
 			rec.Spec.Attestation = att
 		} else {
-			s.record(true, ReasonEvidenceUnsigned, "Sign", "ReleaseRecord %s is finalised unsigned: its attestation would be %d bytes, over the %d a record holds",
+			s.record(true, vigilv1.ReasonEvidenceUnsigned, "Sign", "ReleaseRecord %s is finalised unsigned: its attestation would be %d bytes, over the %d a record holds",
 				rec.Name, len(att), maxAttestation)
 		}
 	}

@@ -33,17 +33,29 @@ import (
 const (
 	softEntries = 64
 	softBytes   = 256 << 10
-	maxEntries  = 96
 )
 
-// owed is an entry a record lacks, or a record to open or to finalise.
+// owed is an entry a record lacks; one with an outcome finalises the
+// record.
 type owed struct {
 	revision string
 	entry    vigilv1.RecordEntry
-	// open: the entry opens a new record.
-	open bool
-	// outcome finalises the record.
-	outcome vigilv1.ReleaseOutcome
+	outcome  vigilv1.ReleaseOutcome
+}
+
+// byRevision splits owed entries into one group per revision (one write
+// each), in the order the revisions first appear.
+func byRevision(owe []owed) [][]owed {
+	var out [][]owed
+	for _, o := range owe {
+		i := slices.IndexFunc(out, func(g []owed) bool { return g[0].revision == o.revision })
+		if i < 0 {
+			out = append(out, nil)
+			i = len(out) - 1
+		}
+		out[i] = append(out[i], o)
+	}
+	return out
 }
 
 // openRecord is the record of revision that is not finalised, or nil.
@@ -125,7 +137,7 @@ func observed(s *scope, revision string) owed {
 	if revision == s.revision {
 		e.GitCommit = s.rollout.Annotations[gitops.RevisionAnnotation]
 	}
-	return owed{revision: revision, entry: e, open: true}
+	return owed{revision: revision, entry: e}
 }
 
 // owedVerdicts are the provenance verdict and the analysis verdicts the
