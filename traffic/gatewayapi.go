@@ -33,9 +33,22 @@ func NewRoute(route *gatewayv1.HTTPRoute, stableService, canaryService string) (
 
 // refs returns the stable and canary backendRefs of rule i (nil when absent).
 func (r Route) refs(i int) (stable, canary *gatewayv1.HTTPBackendRef) {
+	si, ci := r.positions(i)
 	rule := &r.route.Spec.Rules[i]
-	for j := range rule.BackendRefs {
-		ref := &rule.BackendRefs[j]
+	if si >= 0 {
+		stable = &rule.BackendRefs[si]
+	}
+	if ci >= 0 {
+		canary = &rule.BackendRefs[ci]
+	}
+	return stable, canary
+}
+
+// positions returns where the stable and canary backendRefs are among
+// rule i's backendRefs (-1 when absent).
+func (r Route) positions(i int) (stable, canary int) {
+	stable, canary = -1, -1
+	for j, ref := range r.route.Spec.Rules[i].BackendRefs {
 		if ref.Kind != nil && *ref.Kind != "Service" || ref.Group != nil && *ref.Group != "" {
 			continue
 		}
@@ -44,9 +57,9 @@ func (r Route) refs(i int) (stable, canary *gatewayv1.HTTPBackendRef) {
 		}
 		switch string(ref.Name) {
 		case r.stable:
-			stable = ref
+			stable = j
 		case r.canary:
-			canary = ref
+			canary = j
 		}
 	}
 	return stable, canary
@@ -98,4 +111,39 @@ func (r Route) SetCanaryWeight(canary int32) bool {
 		set(c, canary)
 	}
 	return changed
+}
+
+// PatchOp is one operation of a JSON patch (RFC 6902).
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// WeightPatch is the JSON patch that makes the change SetCanaryWeight
+// would make to the route as read: for each split rule, a test that its
+// stable and canary backendRefs are still where they were read, then
+// their weights. The patch depends on nothing else of the route, so it
+// needs no resourceVersion precondition (which any write of the route's
+// status would break); a route whose rules moved since it was read fails
+// a test and the patch changes nothing.
+func (r Route) WeightPatch(canary int32) []PatchOp {
+	var ops []PatchOp
+	for i := range r.route.Spec.Rules {
+		s, c := r.positions(i)
+		if s < 0 || c < 0 {
+			continue
+		}
+		for _, ref := range []struct {
+			at     int
+			name   string
+			weight int32
+		}{{s, r.stable, 100 - canary}, {c, r.canary, canary}} {
+			at := fmt.Sprintf("/spec/rules/%d/backendRefs/%d", i, ref.at)
+			ops = append(ops,
+				PatchOp{Op: "test", Path: at + "/name", Value: ref.name},
+				PatchOp{Op: "add", Path: at + "/weight", Value: ref.weight})
+		}
+	}
+	return ops
 }

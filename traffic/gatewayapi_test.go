@@ -1,7 +1,10 @@
 package traffic
 
 import (
+	"encoding/json"
 	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,4 +65,40 @@ func TestWeightsAreReadAndSetOnEverySplitRule(t *testing.T) {
 	hr.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](0)
 	_, ok = r.CanaryWeight()
 	g.Expect(ok).To(BeFalse(), "a rule that sends traffic nowhere is reported")
+}
+
+func TestWeightPatchChangesOnlyTheWeightsOfTheRefsAsRead(t *testing.T) {
+	g := NewWithT(t)
+	read := route(
+		[]gatewayv1.HTTPBackendRef{backend("stable", nil), backend("canary", ptr.To[int32](0))},
+		[]gatewayv1.HTTPBackendRef{backend("other", nil)},
+	)
+	r, err := NewRoute(read, "stable", "canary")
+	g.Expect(err).NotTo(HaveOccurred())
+	patch, err := json.Marshal(r.WeightPatch(30))
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := jsonpatch.DecodePatch(patch)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// Someone else changed the route since it was read, elsewhere: the
+	// patch keeps their change and sets the weights.
+	live := read.DeepCopy()
+	live.Spec.Rules[1].BackendRefs = append(live.Spec.Rules[1].BackendRefs, backend("added", nil))
+	doc, _ := json.Marshal(live)
+	out, err := p.Apply(doc)
+	g.Expect(err).NotTo(HaveOccurred())
+	var got gatewayv1.HTTPRoute
+	g.Expect(json.Unmarshal(out, &got)).To(Succeed())
+	want := live.DeepCopy()
+	wr, _ := NewRoute(want, "stable", "canary")
+	wr.SetCanaryWeight(30)
+	g.Expect(got.Spec).To(Equal(want.Spec))
+
+	// The split rule's refs moved: the test fails and nothing is changed.
+	live = read.DeepCopy()
+	refs := live.Spec.Rules[0].BackendRefs
+	refs[0], refs[1] = refs[1], refs[0]
+	doc, _ = json.Marshal(live)
+	_, err = p.Apply(doc)
+	g.Expect(err).To(MatchError(ContainSubstring("test")), "a patch of refs that moved fails")
 }

@@ -377,7 +377,8 @@ const invalidAnalysisRetry = 15 * time.Second
 func (r *Reconciler) observeAnalysisRuns(ctx context.Context, s *scope) error {
 	ro := s.rollout
 	var runs vigilv1.AnalysisRunList
-	if err := r.List(ctx, &runs, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+	mine := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}}
+	if err := r.listFresh(ctx, s, "AnalysisRun", &runs, mine, mine); err != nil {
 		return fmt.Errorf("listing AnalysisRuns: %w", err)
 	}
 	s.runs = map[string]*vigilv1.AnalysisRun{}

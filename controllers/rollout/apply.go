@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,8 +12,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vigilv1 "github.com/vigil-dev/vigil/api/v1alpha1"
 	"github.com/vigil-dev/vigil/controllers/skeleton"
@@ -76,6 +79,15 @@ func (e *refusedWrite) Error() string {
 
 func (e *refusedWrite) Unwrap() error { return e.err }
 
+// write makes one change. A write whose result does not depend on the
+// object's current state (an absolute replica count, a selector key, a
+// route's weights at the refs read, terminate) is sent without a
+// resourceVersion precondition, which any status write of another
+// controller would break: replayed, it writes the same thing again. A
+// write that depends on what was read (a deletion of a scaled-down
+// ReplicaSet, an Approval's status, the finalizers) keeps the
+// precondition. The copy it was planned on is never stale beyond what
+// the controller knows it wrote: see expectations.
 func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 	lock := client.MergeFromWithOptimisticLock{}
 	switch c.kind {
@@ -84,7 +96,7 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 	case scaleReplicaSet:
 		rs := c.rs.DeepCopy()
 		rs.Spec.Replicas = ptr.To(c.replicas)
-		if err := r.Patch(ctx, rs, client.MergeFromWithOptions(c.rs, lock)); err != nil {
+		if err := r.Patch(ctx, rs, client.MergeFrom(c.rs)); err != nil {
 			return fmt.Errorf("scaling ReplicaSet %s to %d: %w", c.rs.Name, c.replicas, err)
 		}
 	case deleteReplicaSet:
@@ -106,7 +118,7 @@ func (r *Reconciler) write(ctx context.Context, s *scope, c change) error {
 	case terminateAnalysisRun:
 		run := c.run.DeepCopy()
 		run.Spec.Terminate = true
-		if err := r.Patch(ctx, run, client.MergeFromWithOptions(c.run, lock)); client.IgnoreNotFound(err) != nil {
+		if err := r.Patch(ctx, run, client.MergeFrom(c.run)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("terminating AnalysisRun %s: %w", run.Name, err)
 		}
 	case removeFinalizer:
@@ -132,7 +144,7 @@ func (r *Reconciler) patchSelector(ctx context.Context, c change) error {
 	svc.Spec.Selector = maps.Clone(svc.Spec.Selector)
 	if c.kind == clearSelector {
 		delete(svc.Spec.Selector, vigilv1.LabelPodTemplateHash)
-		if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		if err := r.Patch(ctx, svc, client.MergeFrom(c.service)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("taking Vigil's selector key out of Service %s: %w", c.service.Name, err)
 		}
 		return nil
@@ -141,25 +153,46 @@ func (r *Reconciler) patchSelector(ctx context.Context, c change) error {
 		svc.Spec.Selector = map[string]string{}
 	}
 	svc.Spec.Selector[vigilv1.LabelPodTemplateHash] = c.revision
-	if err := r.Patch(ctx, svc, client.MergeFromWithOptions(c.service, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Patch(ctx, svc, client.MergeFrom(c.service)); err != nil {
 		return fmt.Errorf("pointing Service %s at revision %s: %w", c.service.Name, c.revision, err)
 	}
 	return nil
 }
 
-// setRouteWeight sets the HTTPRoute's canary weight.
+// setRouteWeight sets the HTTPRoute's canary weight with a JSON patch
+// that tests the backendRefs it sets are still where they were read (see
+// traffic.Route.WeightPatch). A route whose rules moved since fails the
+// test: that is an Unknown outcome, read again, not a refusal.
 func (r *Reconciler) setRouteWeight(ctx context.Context, s *scope, weight int32) error {
 	g := s.rollout.Spec.Strategy.Canary.TrafficRouting.GatewayAPI
-	route := s.gateway.route.DeepCopy()
-	view, err := traffic.NewRoute(route, g.StableService, g.CanaryService)
+	read := s.gateway.route
+	view, err := traffic.NewRoute(read.DeepCopy(), g.StableService, g.CanaryService)
 	if err != nil {
 		return err
 	}
-	view.SetCanaryWeight(weight)
-	if err := r.Patch(ctx, route, client.MergeFromWithOptions(s.gateway.route, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", route.Name, weight, err)
+	body, err := json.Marshal(view.WeightPatch(weight))
+	if err != nil {
+		return err
 	}
-	return nil
+	route := read.DeepCopy()
+	err = r.Patch(ctx, route, client.RawPatch(types.JSONPatchType, body))
+	if err == nil {
+		return nil
+	}
+	if apierrors.ReasonForError(err) == metav1.StatusReasonInvalid && r.routeMoved(ctx, read) {
+		return fmt.Errorf("setting HTTPRoute %s canary weight to %d: the route changed since it was read; reading it again", read.Name, weight)
+	}
+	return fmt.Errorf("setting HTTPRoute %s canary weight to %d: %w", read.Name, weight, err)
+}
+
+// routeMoved tells whether the route's spec changed since read was read
+// (its generation moved), so that a failed patch test is not a refusal.
+func (r *Reconciler) routeMoved(ctx context.Context, read *gatewayv1.HTTPRoute) bool {
+	live := &gatewayv1.HTTPRoute{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(read), live); err != nil {
+		return true // unknown: read again rather than stall
+	}
+	return live.Generation != read.Generation
 }
 
 // createReplicaSet creates the ReplicaSet of the current revision. When the

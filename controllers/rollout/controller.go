@@ -67,9 +67,9 @@ const (
 // Reconciler reconciles Rollouts.
 type Reconciler struct {
 	client.Client
-	// APIReader reads the Rollout itself and adoption candidates from the
-	// API server, never from the cache, so no decision is made on a stale
-	// copy.
+	// APIReader reads from the API server what the cache shows older than
+	// this controller's own writes (see expectations), and adoption
+	// candidates.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
@@ -88,6 +88,9 @@ type Reconciler struct {
 	// EvidenceSigner, when set, signs each ReleaseRecord as it is
 	// finalised (its attestation).
 	EvidenceSigner *proof.Signer
+
+	// expect is what the controller wrote, which its cached reads must show.
+	expect *expectations
 }
 
 // SetupWithManager registers the controller and the indexes it needs.
@@ -124,6 +127,10 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 func (r *Reconciler) indexes(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.expect == nil {
+		r.expect = newExpectations(r.Clock.Now)
+		r.Client = expectingClient{r.Client, r.expect}
 	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &vigilv1.Approval{}, indexApprovalRollout, func(o client.Object) []string {
@@ -200,15 +207,18 @@ var errCollision = errors.New("ReplicaSet name collision")
 const refusedWriteRetry = 5 * time.Minute
 
 // Reconcile moves one Rollout forward, on the shared skeleton: the
-// Rollout is read from the API server (never a stale cached copy), its
-// status patched once with an optimistic lock, and Events and metrics
-// recorded only after that.
+// Rollout is read from the cache unless the cache is behind what the
+// controller wrote (readRollout), its status patched with an optimistic
+// lock, and Events and metrics recorded only after that.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return skeleton.Loop[vigilv1.Rollout, *vigilv1.Rollout]{
-		Kind: "Rollout", Reader: r.APIReader, Writer: r.Client, Recorder: r.Recorder,
+		Kind: "Rollout", Reader: rolloutReader{r}, Writer: r.Client, Recorder: r.Recorder,
 		Status:  func(ro *vigilv1.Rollout) any { return &ro.Status },
 		Prepare: r.holdForCleanup,
-		Gone:    func(n types.NamespacedName) { forgetPhaseMetric(n.Namespace, n.Name) },
+		Gone: func(n types.NamespacedName) {
+			forgetPhaseMetric(n.Namespace, n.Name)
+			r.expect.forget(n)
+		},
 	}.Run(ctx, req, r.reconcileRollout)
 }
 
@@ -218,16 +228,14 @@ func (r *Reconciler) reconcileRollout(ctx context.Context, ro *vigilv1.Rollout, 
 	if ro.DeletionTimestamp != nil {
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
-	before := ro.Status.DeepCopy()
-	err := r.reconcile(ctx, s, before)
-	noteOutcome(s, before)
-	if err != nil {
+	if err := r.reconcile(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
 }
 
-// noteOutcome notes the metrics of what the reconcile decided.
+// noteOutcome notes the metrics of what the reconcile decided since the
+// status was last stored (before).
 func noteOutcome(s *scope, before *vigilv1.RolloutStatus) {
 	ro := s.rollout
 	if s.advancedFrom >= 0 {
@@ -245,7 +253,8 @@ func noteOutcome(s *scope, before *vigilv1.RolloutStatus) {
 // core is the pure heart of a reconcile: from what was observed it decides
 // (editing the status) and plans the writes that make the world match the
 // status. A decision is stored before anything acts on it, so a reconcile
-// that decided plans nothing. ev is what the cluster showed of the world
+// that decided plans nothing here: the controller stores the decision and
+// then plans (afterDecision). ev is what the cluster showed of the world
 // the status asked for; without a decision the status still asks for it.
 func core(s *scope) (changes []change, ev evidence) {
 	if s.rollout.DeletionTimestamp == nil {
@@ -258,16 +267,40 @@ func core(s *scope) (changes []change, ev evidence) {
 	return plan(s), ev
 }
 
-// reconcile runs the phases of one reconcile over s.
-func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.RolloutStatus) error {
+// decisionStored is called once a decision is stored: the reconcile goes
+// on from the stored status, which it returns, and has told what it
+// decided.
+func decisionStored(s *scope) *vigilv1.RolloutStatus {
+	s.advancedFrom = -1
+	return s.rollout.Status.DeepCopy()
+}
+
+// afterDecision plans the writes that act on a decision once it is
+// stored, on the same observation: the world is as it was seen, and only
+// the status moved. It is what the next reconcile would plan if nothing
+// changed meanwhile, and it acts without waiting for one.
+func afterDecision(s *scope) []change {
+	s.decided = false
+	return plan(s)
+}
+
+// reconcile runs the phases of one reconcile over s: observe, gate, write
+// the evidence owed, decide; a decision is stored (with the evidence it
+// owes written after it) before this same reconcile plans, acts and
+// checks, so a rollback moves traffic and pods in the reconcile that
+// decided it.
+func (r *Reconciler) reconcile(ctx context.Context, s *scope) error {
 	ro := s.rollout
+	before := ro.Status.DeepCopy()
 	in := summary{generation: ro.Generation}
-	defer func() {
+	finish := func() {
 		in.phase, in.message = ro.Status.Phase, ro.Status.Message
 		in.approval = ro.Status.PendingApproval != nil
 		setConditions(&ro.Status.Conditions.Conditions, in)
 		ro.Status.ObservedGeneration = ro.Generation
-	}()
+		noteOutcome(s, before)
+	}
+	defer func() { finish() }()
 	if st := unsupported(ro, r.GatewayAPI, r.Verifier != nil); st != nil {
 		in.stalled = st
 		setPhase(s, vigilv1.RolloutPhaseBlocked, "%s", st.message)
@@ -280,9 +313,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 	h, err := r.observe(ctx, s)
 	if err == nil && h == nil {
 		if h, err = r.gate(ctx, s); err == nil {
-			if err := r.writeEvidence(ctx, s); err != nil {
-				return err
-			}
+			err = r.writeEvidence(ctx, s)
 		}
 	}
 	if err != nil {
@@ -298,11 +329,19 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope, before *vigilv1.Ro
 	}
 	changes, ev := core(s)
 	if s.decided {
-		// Record the decision before acting on it; the world is as
-		// observed, so only the decision itself is checked.
+		// The world is as observed, so only the decision itself is
+		// checked; it is stored, and its evidence written, before
+		// anything acts on it.
 		r.countViolations(ctx, s, decisionViolations(check(s, nil, before)))
-		r.observeWeights(s, nil)
-		return nil
+		finish()
+		if err := s.notes.Store(ctx); err != nil {
+			return err
+		}
+		before = decisionStored(s)
+		if err := r.writeEvidence(ctx, s); err != nil {
+			return err
+		}
+		changes, ev.reached = afterDecision(s), false
 	}
 	if err := r.apply(ctx, s, changes); err != nil {
 		return applyFailed(s, &in, before, err)
@@ -401,7 +440,7 @@ func (r *Reconciler) observeServices(ctx context.Context, s *scope) error {
 		svc  **corev1.Service
 	}{{tr.GatewayAPI.StableService, &g.stableService}, {tr.GatewayAPI.CanaryService, &g.canaryService}} {
 		svc := &corev1.Service{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: s.rollout.Namespace, Name: o.name}, svc)
+		err := r.getFresh(ctx, s, "Service", o.name, svc)
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
@@ -435,7 +474,8 @@ func unsupported(ro *vigilv1.Rollout, gatewayAPI, verifier bool) *stall {
 func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
 	ro := s.rollout
 	var sets appsv1.ReplicaSetList
-	if err := r.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}); err != nil {
+	mine := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}}
+	if err := r.listFresh(ctx, s, "ReplicaSet", &sets, mine, mine); err != nil {
 		return nil, fmt.Errorf("listing ReplicaSets: %w", err)
 	}
 	listed := make([]*appsv1.ReplicaSet, 0, len(sets.Items))
@@ -448,11 +488,12 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
 	c := ro.Spec.Strategy.Canary
 
 	var approvals vigilv1.ApprovalList
-	if err := r.List(ctx, &approvals, client.InNamespace(ro.Namespace), client.MatchingFields{indexApprovalRollout: ro.Name}); err != nil {
+	indexed := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingFields{indexApprovalRollout: ro.Name}}
+	if err := r.listFresh(ctx, s, "Approval", &approvals, indexed, []client.ListOption{client.InNamespace(ro.Namespace)}); err != nil {
 		return nil, fmt.Errorf("listing Approvals: %w", err)
 	}
-	s.approvals = approvals.Items
-	if err := readRecords(ctx, r.Client, client.MatchingFields{indexRecordRollout: ro.Name}, s); err != nil {
+	s.approvals = slices.DeleteFunc(approvals.Items, func(a vigilv1.Approval) bool { return a.Spec.RolloutRef.Name != ro.Name })
+	if err := r.readRecords(ctx, s); err != nil {
 		return nil, err
 	}
 
@@ -527,13 +568,12 @@ func (s *scope) resolve(sets []*appsv1.ReplicaSet) (*stall, error) {
 
 // observeGateway reads the HTTPRoute and the two Services.
 func (r *Reconciler) observeGateway(ctx context.Context, s *scope, g *vigilv1.GatewayAPITrafficRouting) (*stall, error) {
-	ns := s.rollout.Namespace
 	gt := &gatewayTraffic{route: &gatewayv1.HTTPRoute{}, stableService: &corev1.Service{}, canaryService: &corev1.Service{}}
 	for _, o := range []struct {
 		kind, name string
 		obj        client.Object
 	}{{"HTTPRoute", g.HTTPRoute, gt.route}, {"Service", g.StableService, gt.stableService}, {"Service", g.CanaryService, gt.canaryService}} {
-		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: o.name}, o.obj); err != nil {
+		if err := r.getFresh(ctx, s, o.kind, o.name, o.obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				return &stall{vigilv1.ReasonTrafficNotReady, fmt.Sprintf("%s %s does not exist; Vigil waits for it", o.kind, o.name)}, nil
 			}

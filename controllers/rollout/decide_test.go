@@ -123,7 +123,12 @@ var decideCases = []decideCase{
 		func(g Gomega, s *scope) {
 			g.Expect(*s.rollout.Status.CurrentStepIndex).To(BeZero())
 			g.Expect(s.decided).To(BeFalse())
-			g.Expect(s.requeueAfter).To(BeNumerically(">", 0), "a timer for the progress deadline")
+			g.Expect(s.requeueAfter).To(Equal(599*time.Second), "a timer for the progress deadline")
+		}},
+	{"the progress deadline's timer is precise", func() *scope { return canaryAt(0, 600*time.Second-150*time.Millisecond, decideSteps...) }, false,
+		func(g Gomega, s *scope) {
+			g.Expect(s.rollout.Status.Rollback).To(BeNil())
+			g.Expect(s.requeueAfter).To(Equal(150*time.Millisecond), "woken when the deadline passes, not a second later")
 		}},
 	{"a step past the progress deadline rolls back", func() *scope { return canaryAt(0, 11*time.Minute, decideSteps...) }, false,
 		func(g Gomega, s *scope) {

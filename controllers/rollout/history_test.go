@@ -222,43 +222,58 @@ func (c *cluster) scope(t *rapid.T) *scope {
 }
 
 // reconcileAction runs one reconcile in which a write may fail, or be
-// applied with its answer lost, and the status patch may be lost.
+// applied with its answer lost, and either status patch (the decision's,
+// stored before acting on it, and the last) may be lost.
 func (c *cluster) reconcileAction(t *rapid.T) {
 	failAt := rapid.IntRange(-1, 4).Draw(t, "failAt")
 	applied := rapid.Bool().Draw(t, "failedWriteApplied")
-	statusLost := rapid.IntRange(0, 7).Draw(t, "statusLost") == 0
-	c.reconcile(t, failAt, applied, statusLost)
+	lost := patchesLost{
+		decision: rapid.IntRange(0, 7).Draw(t, "decisionLost") == 0,
+		final:    rapid.IntRange(0, 7).Draw(t, "statusLost") == 0,
+	}
+	c.reconcile(t, failAt, applied, lost)
 }
+
+// patchesLost says which of a reconcile's status patches are lost.
+type patchesLost struct{ decision, final bool }
 
 // reconcile mirrors Reconciler.reconcile over the model and checks the
 // invariants on what it decided and wrote.
-func (c *cluster) reconcile(t *rapid.T, failAt int, applied, statusLost bool) {
+func (c *cluster) reconcile(t *rapid.T, failAt int, applied bool, lost patchesLost) {
 	if c.gone {
 		return
 	}
 	s := c.scope(t)
 	before := s.rollout.Status.DeepCopy()
 	if s.rollout.DeletionTimestamp == nil && !c.writeEvidence(t, s, failAt >= 0) {
-		if !statusLost {
+		if !lost.final {
 			c.ro.Status = s.rollout.Status
 		}
 		return
 	}
 	changes, _ := core(s)
 	c.count(s, before)
-	vs := check(s, changes, before)
-	if s.decided {
-		vs = decisionViolations(vs)
-	}
-	for _, v := range vs {
-		t.Fatalf("the controller's own check: %s: %s\nbefore: %s\nplanned: %v", v.invariant, v.detail, c.describe(), changes)
-	}
-	if debugHistory {
-		t.Logf("reconcile: %s\n  planned %v decided %v", c.describe(), changes, s.decided)
-	}
+	c.checkOwn(t, s, changes, before)
 	c.checkDecision(t, s, before)
 	if c.ro.DeletionTimestamp != nil {
 		c.checkDeletionPlan(t, s, changes, before)
+	}
+	if s.decided {
+		// The decision is stored, and its evidence written, before the
+		// same reconcile acts on it.
+		if lost.decision {
+			return
+		}
+		c.ro.Status = *s.rollout.Status.DeepCopy()
+		before = decisionStored(s)
+		if !c.writeEvidence(t, s, failAt >= 0) {
+			if !lost.final {
+				c.ro.Status = s.rollout.Status
+			}
+			return
+		}
+		changes = afterDecision(s)
+		c.checkOwn(t, s, changes, before)
 	}
 	if slices.ContainsFunc(changes, change.traffic) {
 		c.checkEvidenceAhead(t, s)
@@ -274,11 +289,26 @@ func (c *cluster) reconcile(t *rapid.T, failAt int, applied, statusLost bool) {
 		}
 		c.write(s, ch)
 	}
-	if c.ro.DeletionTimestamp == nil && !statusLost {
+	if c.ro.DeletionTimestamp == nil && !lost.final {
 		c.ro.Status = s.rollout.Status
 	}
-	if complete && !s.decided && !statusLost {
+	if complete && !lost.final {
 		c.checkWorld(t)
+	}
+}
+
+// checkOwn fails on a violation of the controller's own invariant check:
+// of the decision alone when the reconcile decided, else of its writes.
+func (c *cluster) checkOwn(t *rapid.T, s *scope, changes []change, before *vigilv1.RolloutStatus) {
+	vs := check(s, changes, before)
+	if s.decided {
+		vs = decisionViolations(vs)
+	}
+	for _, v := range vs {
+		t.Fatalf("the controller's own check: %s: %s\nbefore: %s\nplanned: %v", v.invariant, v.detail, c.describe(), changes)
+	}
+	if debugHistory {
+		t.Logf("reconcile: %s\n  planned %v decided %v", c.describe(), changes, s.decided)
 	}
 }
 
@@ -564,10 +594,10 @@ func (c *cluster) settle(t *rapid.T) {
 			}
 		}
 		c.now = c.now.Add(30 * time.Second)
-		c.reconcile(t, -1, false, false)
+		c.reconcile(t, -1, false, patchesLost{})
 		if c.settled(t) {
 			// The reconcile after a promotion records it completed.
-			c.reconcile(t, -1, false, false)
+			c.reconcile(t, -1, false, patchesLost{})
 			c.checkRecords(t)
 			return
 		}

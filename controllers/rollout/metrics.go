@@ -37,6 +37,10 @@ var (
 		Name: "vigil_rollout_api_writes_total",
 		Help: "Writes the Rollout controller sent to the API server, by kind of change and outcome (Success, Unknown).",
 	}, []string{"change", "outcome"})
+	cacheBehind = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rollout_cache_behind_total",
+		Help: "Reads the Rollout controller made from the API server because its cache was behind what it had written itself (or had not been read live since the process started), by kind.",
+	}, []string{"kind"})
 	verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_provenance_verdicts_total",
 		Help: "Image verifications by result (Passed, Failed, Unknown), reason, and whether the cache answered.",
@@ -81,7 +85,7 @@ var allPhases = []vigilv1.RolloutPhase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites,
+	metrics.Registry.MustRegister(phaseGauge, stepTransitions, rollbacks, reconcileErrors, invariantViolations, apiWrites, cacheBehind,
 		recordsCreated, entriesWritten, chainFailures, evidenceUnknowns,
 		verdicts, verifySeconds, auditViolations)
 	for _, inv := range invariants {

@@ -128,17 +128,16 @@ func scaleTo(s *scope, out []change, revision string, replicas int32) []change {
 //  2. the new canary grows to its share within maxSurge;
 //  3. stable shrinks to the rest as the canary's pods become available.
 //
-// A rollback grows stable first and shrinks the canary as stable pods
-// replace its pods.
+// A rollback is not bounded by them: see planRatioRollback.
 func planRatio(s *scope) []change {
 	st := s.rollout.Status
+	if st.Rollback != nil {
+		return planRatioRollback(s)
+	}
 	w := s.wanted()
 	revisions := []string{st.CanaryRevision, st.StableRevision}
 	targets := []int32{w.canary, w.stable}
 	switch {
-	case st.Rollback != nil:
-		revisions = []string{st.StableRevision, st.CanaryRevision}
-		targets = []int32{s.replicas, 0}
 	case st.CanaryRevision != "" && otherCanaryScaled(s):
 		// At most one canary ReplicaSet has pods: the new one waits,
 		// and stable takes back the abandoned canary's share.
@@ -166,6 +165,25 @@ func planRatio(s *scope) []change {
 	for i, rev := range order {
 		if next[i] != scales[i].Spec || s.set(rev) == nil {
 			out = scaleTo(s, out, rev, next[i])
+		}
+	}
+	return out
+}
+
+// planRatioRollback scales stable to every replica and then the canary
+// (and any other revision) to zero, in the reconcile that decided the
+// rollback: with replica-ratio routing the canary's pods are its traffic,
+// and a revision being rolled back serves none. Until the new stable pods
+// are ready the Rollout runs below its replicas, as a deletion of a bad
+// pod would; that is the price of not serving the revision a moment
+// longer.
+func planRatioRollback(s *scope) []change {
+	st := s.rollout.Status
+	out := scaleTo(s, nil, st.StableRevision, s.replicas)
+	out = scaleTo(s, out, st.CanaryRevision, 0)
+	for _, rs := range s.sets {
+		if rev := revisionOf(rs); rev != st.StableRevision && rev != st.CanaryRevision && specReplicas(rs) > 0 {
+			out = append(out, change{kind: scaleReplicaSet, rs: rs, replicas: 0})
 		}
 	}
 	return out

@@ -21,13 +21,14 @@ const (
 	maxAttestation  = 65536
 )
 
-// readRecords fills s.records with the Rollout's ReleaseRecords from r,
-// selected by which (an index of the cache, or a label selector for the
-// API server).
-func readRecords(ctx context.Context, r client.Reader, which client.ListOption, s *scope) error {
+// readRecords fills s.records with the Rollout's ReleaseRecords, from
+// the cache unless it is behind the controller's own record writes.
+func (r *Reconciler) readRecords(ctx context.Context, s *scope) error {
 	var list vigilv1.ReleaseRecordList
 	ro := s.rollout
-	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), which); err != nil {
+	indexed := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingFields{indexRecordRollout: ro.Name}}
+	labelled := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}}
+	if err := r.listFresh(ctx, s, "ReleaseRecord", &list, indexed, labelled); err != nil {
 		return fmt.Errorf("listing ReleaseRecords: %w", err)
 	}
 	s.records = slices.DeleteFunc(list.Items, func(rec vigilv1.ReleaseRecord) bool { return rec.Spec.RolloutRef.Name != ro.Name })
@@ -35,23 +36,15 @@ func readRecords(ctx context.Context, r client.Reader, which client.ListOption, 
 }
 
 // writeEvidence appends to the records what they owe before the reconcile
-// decides or acts. Owed entries are found on the cached records; the
-// records are then read again live, since the cache may not show the
-// controller's own latest write yet, and a record is patched only at the
+// decides or acts. The records were read as fresh as the controller's own
+// last writes of them (readRecords), and a record is patched only at the
 // resourceVersion read, so no entry is ever written twice. Any failure
 // ends the reconcile before it decides or writes anything else.
 func (r *Reconciler) writeEvidence(ctx context.Context, s *scope) error {
 	defer prune(s)
-	if len(bounded(s, owedEntries(s))) == 0 {
-		acknowledge(s)
-		return nil
-	}
-	if err := readRecords(ctx, r.APIReader, client.MatchingLabels{vigilv1.LabelRollout: s.rollout.Name}, s); err != nil {
-		reconcileErrors.WithLabelValues("Read").Inc()
-		return err
-	}
 	owe := bounded(s, owedEntries(s))
 	if len(owe) == 0 {
+		acknowledge(s)
 		return nil
 	}
 	head := r.chainHead(s)

@@ -96,9 +96,13 @@ func (s *scope) note() *skeleton.Notes {
 	return s.notes
 }
 
+// minWake is the shortest wait wakeIn asks for: a timer is precise (a
+// progress deadline rolls back within it), and never a hot loop.
+const minWake = 20 * time.Millisecond
+
 // wakeIn asks for another reconcile after d at the latest.
 func (s *scope) wakeIn(d time.Duration) {
-	d = max(d, time.Second)
+	d = max(d, minWake)
 	if s.requeueAfter == 0 || d < s.requeueAfter {
 		s.requeueAfter = d
 	}

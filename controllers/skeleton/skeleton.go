@@ -11,6 +11,12 @@
 //     was not stored is not announced, and the next reconcile, which reads
 //     again, decides and tells it again.
 //
+// A controller whose decisions must be stored before it acts on them, and
+// that must act at once (a rollback), stores the status mid-reconcile with
+// Notes.Store: the same patch, with the same lock, as step 5, after which
+// the reconcile goes on from the stored object and the final patch sends
+// only what changed since.
+//
 // Conditions are computed by each controller's pure function of what its
 // reconcile learned; time comes from an injected clock.
 package skeleton
@@ -81,7 +87,20 @@ func (l Loop[T, P]) Run(ctx context.Context, req ctrl.Request, reconcile Func[P]
 	}
 	before := obj.DeepCopyObject().(P)
 	notes := &Notes{}
+	storeFailed := false
+	notes.store = func(ctx context.Context) error {
+		if err := l.patch(ctx, before, obj); err != nil {
+			storeFailed = true
+			return err
+		}
+		before = obj.DeepCopyObject().(P)
+		notes.tell(l.Recorder)
+		return nil
+	}
 	defer func() {
+		if storeFailed {
+			return // the reconcile returns the failed Store's error
+		}
 		if perr := l.patch(ctx, before, obj); perr != nil {
 			result, err = ctrl.Result{}, errors.Join(err, perr)
 			return
@@ -123,6 +142,20 @@ func init() { metrics.Registry.MustRegister(patchFailures) }
 type Notes struct {
 	events  []note
 	metrics []func()
+	store   func(context.Context) error
+}
+
+// Store patches the status now, as the end of the reconcile would (only
+// when it changed, with the lock on the resourceVersion last stored), and
+// then tells what was noted so far. The object is updated from the
+// server's answer, so the reconcile goes on from what is stored. A failed
+// Store stores and tells nothing: the reconcile must return its error
+// without acting on the unstored status.
+func (n *Notes) Store(ctx context.Context) error {
+	if n.store == nil {
+		return errors.New("skeleton: Notes.Store outside Loop.Run")
+	}
+	return n.store(ctx)
 }
 
 type note struct {
@@ -144,6 +177,7 @@ func (n *Notes) Event(regarding, related runtime.Object, warning bool, reason, a
 // Metric notes a change to metrics, made once the status is stored.
 func (n *Notes) Metric(f func()) { n.metrics = append(n.metrics, f) }
 
+// tell records the Events and metrics noted so far, once each.
 func (n *Notes) tell(r events.EventRecorder) {
 	for _, f := range n.metrics {
 		f()
@@ -151,4 +185,5 @@ func (n *Notes) tell(r events.EventRecorder) {
 	for _, e := range n.events {
 		r.Eventf(e.regarding, e.related, e.typ, e.reason, e.action, "%s", e.message)
 	}
+	n.events, n.metrics = nil, nil
 }
