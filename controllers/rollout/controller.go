@@ -234,19 +234,23 @@ func (r *Reconciler) reconcileRollout(ctx context.Context, ro *vigilv1.Rollout, 
 	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
 }
 
-// noteOutcome notes the metrics of what the reconcile decided since the
-// status was last stored (before).
-func noteOutcome(s *scope, before *vigilv1.RolloutStatus) {
+// noteDecision notes the metrics of one decision, made from the status
+// prev.
+func noteDecision(s *scope, prev *vigilv1.RolloutStatus) {
 	ro := s.rollout
 	if s.advancedFrom >= 0 {
 		kind := stepKind(s.steps(), s.advancedFrom)
 		s.metric(func() { stepTransitions.WithLabelValues(kind).Inc() })
 	}
-	if before.Rollback == nil && ro.Status.Rollback != nil {
+	if prev.Rollback == nil && ro.Status.Rollback != nil {
 		trigger := string(ro.Status.Rollback.Trigger)
 		s.metric(func() { rollbacks.WithLabelValues(trigger).Inc() })
 	}
-	ns, name, phase := ro.Namespace, ro.Name, ro.Status.Phase
+}
+
+// notePhase notes the phase the reconcile leaves.
+func notePhase(s *scope) {
+	ns, name, phase := s.rollout.Namespace, s.rollout.Name, s.rollout.Status.Phase
 	s.metric(func() { setPhaseMetric(ns, name, phase) })
 }
 
@@ -256,16 +260,45 @@ func noteOutcome(s *scope, before *vigilv1.RolloutStatus) {
 // that decided plans nothing here: the controller stores the decision and
 // then plans (afterDecision). ev is what the cluster showed of the world
 // the status asked for; without a decision the status still asks for it.
-func core(s *scope) (changes []change, ev evidence) {
+// each is told of every decision, with the status before it.
+func core(s *scope, each func(prev *vigilv1.RolloutStatus)) (changes []change, ev evidence) {
 	if s.rollout.DeletionTimestamp == nil {
-		ev = observeEvidence(s)
-		decide(s, ev)
+		ev = settle(s, each)
 	}
 	if s.decided {
 		return nil, ev
 	}
 	return plan(s), ev
 }
+
+// settle makes the decisions one observation leads to, one after another,
+// as that many reconciles would if nothing changed between them (a pause
+// that has ended passes, and the promotion after it is decided too; a
+// decision leads to the wait it begins, whose phase and message are then
+// stored with it). Each decide still makes one decision, and each is
+// checked against the status before it (each). It stops at a decide that
+// decides nothing, or after maxDecisions.
+func settle(s *scope, each func(prev *vigilv1.RolloutStatus)) evidence {
+	var ev evidence
+	decided := false
+	for range maxDecisions(s) {
+		prev := s.rollout.Status.DeepCopy()
+		s.decided = false
+		ev = observeEvidence(s)
+		decide(s, ev)
+		if !s.decided {
+			break
+		}
+		decided = true
+		each(prev)
+	}
+	s.decided = decided
+	return ev
+}
+
+// maxDecisions bounds the decisions of one reconcile: every step, the
+// promotion, and the start.
+func maxDecisions(s *scope) int { return len(s.steps()) + 2 }
 
 // decisionStored is called once a decision is stored: the reconcile goes
 // on from the stored status, which it returns, and has told what it
@@ -298,7 +331,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) error {
 		in.approval = ro.Status.PendingApproval != nil
 		setConditions(&ro.Status.Conditions.Conditions, in)
 		ro.Status.ObservedGeneration = ro.Generation
-		noteOutcome(s, before)
+		notePhase(s)
 	}
 	defer func() { finish() }()
 	if st := unsupported(ro, r.GatewayAPI, r.Verifier != nil); st != nil {
@@ -327,12 +360,19 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) error {
 		}
 		return nil
 	}
-	changes, ev := core(s)
-	if s.decided {
+	changes, ev := core(s, func(prev *vigilv1.RolloutStatus) {
 		// The world is as observed, so only the decision itself is
-		// checked; it is stored, and its evidence written, before
-		// anything acts on it.
-		r.countViolations(ctx, s, decisionViolations(check(s, nil, before)))
+		// checked; its metrics are noted with it.
+		r.countViolations(ctx, s, decisionViolations(check(s, nil, prev)))
+		noteDecision(s, prev)
+	})
+	if s.decided {
+		// The writes that act on the decisions are planned, and the
+		// status stored as they will leave it, so that the decisions'
+		// patch is the reconcile's only one unless they owe evidence
+		// (which is written after them, before anything acts).
+		changes, ev.reached = afterDecision(s), false
+		r.observeWeights(s, changes)
 		finish()
 		if err := s.notes.Store(ctx); err != nil {
 			return err
@@ -341,7 +381,6 @@ func (r *Reconciler) reconcile(ctx context.Context, s *scope) error {
 		if err := r.writeEvidence(ctx, s); err != nil {
 			return err
 		}
-		changes, ev.reached = afterDecision(s), false
 	}
 	if err := r.apply(ctx, s, changes); err != nil {
 		return applyFailed(s, &in, before, err)
@@ -417,7 +456,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 		reconcileErrors.WithLabelValues("Read").Inc()
 		return err
 	}
-	changes, _ := core(s)
+	changes, _ := core(s, func(*vigilv1.RolloutStatus) {})
 	r.countViolations(ctx, s, check(s, changes, &ro.Status))
 	if err := r.apply(ctx, s, changes); err != nil {
 		reconcileErrors.WithLabelValues("WriteUnknown").Inc()

@@ -251,29 +251,39 @@ func (c *cluster) reconcile(t *rapid.T, failAt int, applied bool, lost patchesLo
 		}
 		return
 	}
-	changes, _ := core(s)
-	c.count(s, before)
-	c.checkOwn(t, s, changes, before)
-	c.checkDecision(t, s, before)
+	if c.seen != nil {
+		c.seen.reconciles++
+	}
+	changes, _ := core(s, func(prev *vigilv1.RolloutStatus) {
+		// Each decision of the reconcile, checked against the status
+		// before it.
+		c.count(s, prev)
+		c.checkOwn(t, s, nil, prev)
+		c.checkDecision(t, s, prev)
+	})
+	if !s.decided {
+		c.checkOwn(t, s, changes, before)
+	}
 	if c.ro.DeletionTimestamp != nil {
 		c.checkDeletionPlan(t, s, changes, before)
 	}
 	if s.decided {
-		// The decision is stored, and its evidence written, before the
-		// same reconcile acts on it.
+		// The writes that act on the decision are planned; the decision
+		// is stored, and its evidence written, before the same reconcile
+		// makes them.
+		changes = afterDecision(s)
 		if lost.decision {
 			return
 		}
 		c.ro.Status = *s.rollout.Status.DeepCopy()
 		before = decisionStored(s)
+		c.checkOwn(t, s, changes, before)
 		if !c.writeEvidence(t, s, failAt >= 0) {
 			if !lost.final {
 				c.ro.Status = s.rollout.Status
 			}
 			return
 		}
-		changes = afterDecision(s)
-		c.checkOwn(t, s, changes, before)
 	}
 	if slices.ContainsFunc(changes, change.traffic) {
 		c.checkEvidenceAhead(t, s)
@@ -318,7 +328,6 @@ func (c *cluster) count(s *scope, before *vigilv1.RolloutStatus) {
 		return
 	}
 	after := s.rollout.Status
-	c.seen.reconciles++
 	switch {
 	case s.advancedFrom >= 0 && int(s.advancedFrom) >= len(s.steps()):
 		c.seen.promotions++

@@ -89,7 +89,7 @@ func (l Loop[T, P]) Run(ctx context.Context, req ctrl.Request, reconcile Func[P]
 	notes := &Notes{}
 	storeFailed := false
 	notes.store = func(ctx context.Context) error {
-		if err := l.patch(ctx, before, obj); err != nil {
+		if err := l.patch(ctx, "Store", before, obj); err != nil {
 			storeFailed = true
 			return err
 		}
@@ -101,7 +101,7 @@ func (l Loop[T, P]) Run(ctx context.Context, req ctrl.Request, reconcile Func[P]
 		if storeFailed {
 			return // the reconcile returns the failed Store's error
 		}
-		if perr := l.patch(ctx, before, obj); perr != nil {
+		if perr := l.patch(ctx, "End", before, obj); perr != nil {
 			result, err = ctrl.Result{}, errors.Join(err, perr)
 			return
 		}
@@ -111,15 +111,19 @@ func (l Loop[T, P]) Run(ctx context.Context, req ctrl.Request, reconcile Func[P]
 }
 
 // patch stores the status when it changed, with the resourceVersion read.
-// An object deleted meanwhile needs no status.
-func (l Loop[T, P]) patch(ctx context.Context, before, obj P) error {
+// An object deleted meanwhile needs no status. at says which patch of the
+// reconcile it is (Store, End), for the metric.
+func (l Loop[T, P]) patch(ctx context.Context, at string, before, obj P) error {
 	if equality.Semantic.DeepEqual(l.Status(before), l.Status(obj)) {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
 	err := l.Writer.Status().Patch(ctx, obj, patch)
 	switch {
-	case err == nil, apierrors.IsNotFound(err):
+	case err == nil:
+		statusPatches.WithLabelValues(l.Kind, at).Inc()
+		return nil
+	case apierrors.IsNotFound(err):
 		return nil
 	case apierrors.IsConflict(err):
 		patchFailures.WithLabelValues(l.Kind, "Conflict").Inc()
@@ -136,7 +140,14 @@ var patchFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Status patches that failed, by kind and reason (Conflict: the object changed since it was read; WriteUnknown). The reconcile's Events and metrics are not recorded, and it runs again.",
 }, []string{"kind", "reason"})
 
-func init() { metrics.Registry.MustRegister(patchFailures) }
+// statusPatches counts the status patches stored, by kind and by which
+// patch of the reconcile (Store: a decision stored before acting; End).
+var statusPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "vigil_status_patches_total",
+	Help: "Status patches stored, by kind and by which patch of the reconcile: Store (a decision stored before the reconcile acts on it) or End.",
+}, []string{"kind", "at"})
+
+func init() { metrics.Registry.MustRegister(patchFailures, statusPatches) }
 
 // Notes is what one reconcile tells once its status is stored.
 type Notes struct {
