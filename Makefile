@@ -86,3 +86,22 @@ bench: ## Run the benchmarks against a real API server (figures go in docs/)
 	go test -count=1 -run '^$$' -bench . -benchmem ./provenance
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" go test -count=1 -run '^$$' -bench Admission100Concurrent -benchtime 5x -timeout 10m ./controllers/approval
 	KUBEBUILDER_ASSETS="$$($(TOOLS) assets)" VIGIL_PROMETHEUS="$$($(TOOLS) dir prometheus)/prometheus" go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./controllers/analysisrun ./controllers/gitsync
+	@$(MAKE) --no-print-directory bench-cluster
+
+BENCH_DIR ?= .bench
+BENCH_FLAGS ?=
+
+.PHONY: bench-cluster
+bench-cluster: ## Time rollbacks and 1,000 releases on a local control plane with kwok nodes (docs/performance.md)
+	@$(TOOLS) build
+	go build -o $(BENCH_DIR)/bin/ ./cmd/vigil-controller ./cmd/kubectl-vigil ./hack/demo ./hack/bench
+	@$(MAKE) --no-print-directory bench-down
+	go run ./hack/dev-cluster up --dir $(BENCH_DIR)/cluster --bin-dir "$$($(TOOLS) assets)" --nodes 40 --api-qps 200
+	$(BENCH_DIR)/bin/bench --dir $(BENCH_DIR) --kubeconfig $(BENCH_DIR)/cluster/kubeconfig --bin $(BENCH_DIR)/bin \
+		--prometheus "$$($(TOOLS) dir prometheus)/prometheus" $(BENCH_FLAGS); status=$$?; \
+		$(MAKE) --no-print-directory bench-down; exit $$status
+
+.PHONY: bench-down
+bench-down: ## Stop every process make bench-cluster started
+	@go run ./hack/demo down --dir $(BENCH_DIR)
+	@go run ./hack/dev-cluster down --dir $(BENCH_DIR)/cluster

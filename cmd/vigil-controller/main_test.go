@@ -134,6 +134,6 @@ func TestBadFlagsAreRejected(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("must be above 0")))
 	o, err := parseFlags(nil)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(o.rolloutWorkers).To(Equal(4))
-	g.Expect(o.qps).To(Equal(50.0))
+	g.Expect(o.rolloutWorkers).To(Equal(8))
+	g.Expect(o.qps).To(Equal(200.0))
 }

@@ -79,7 +79,7 @@ type Reconciler struct {
 	// Verifier runs the provenance gate; without one a Rollout that names
 	// a TrustPolicy is stalled.
 	Verifier *provenance.Verifier
-	// Workers is how many Rollouts are reconciled at once (default 4);
+	// Workers is how many Rollouts are reconciled at once (default 8);
 	// controller-runtime never reconciles one Rollout twice at once.
 	Workers int
 	// Seal opens the seals the admission webhook puts on Approvals; an
@@ -118,7 +118,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsRouting("HTTPRoute")))
 	}
 	if r.Workers <= 0 {
-		r.Workers = 4
+		r.Workers = 8
 	}
 	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).Complete(r)
 }

@@ -256,11 +256,17 @@ func TestAmbiguousWritesStillConverge(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	kubelet(t, ns, nil) // stands in for the kubelet: every ReplicaSet's pods turn ready
+	// Two Rollouts released at once, so that the manager's workers (8 by
+	// default) reconcile them side by side.
 	ro := newRollout(ns, "flaky", 4, "flaky:v1", acceptanceSteps()...)
-	gatewayObjects(t, ro)
-	g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
-	approver(t, ro)
-	h := watchHistory(t, ro)
+	other := newRollout(ns, "flaky-b", 2, "flaky-b:v1", acceptanceSteps()...)
+	var hs []*history
+	for _, r := range []*vigilv1.Rollout{ro, other} {
+		gatewayObjects(t, r)
+		g.Expect(k8s.Create(context.Background(), r)).To(Succeed())
+		approver(t, r)
+		hs = append(hs, watchHistory(t, r))
+	}
 	before := violations()
 
 	// About one write in five is applied by the API server, but the
@@ -286,18 +292,23 @@ func TestAmbiguousWritesStillConverge(t *testing.T) {
 		})
 	})
 	waitPromoted(t, ro, 30*time.Second)
-	var revisions []string
+	waitPromoted(t, other, 30*time.Second)
+	var revisions, others []string
 	for run := 2; run <= 4; run++ {
-		revisions = append(revisions, canaryRun(t, g, ro, fmt.Sprintf("flaky:v%d", run), 60*time.Second, nil))
+		revisions = append(revisions, canaryRun(t, g, ro, fmt.Sprintf("flaky:v%d", run), 60*time.Second, func(func() bool) {
+			others = append(others, canaryRun(t, g, other, fmt.Sprintf("flaky-b:v%d", run), 60*time.Second, nil))
+		}))
 	}
 	mu.Lock()
 	t.Logf("%d of %d writes answered with a timeout after they were applied", lost, writes)
 	g.Expect(lost).To(BeNumerically(">=", writes/10), "the transport lost a good share of the answers")
 	mu.Unlock()
-	checkHistory(g, h, revisions, len(acceptanceSteps()))
+	checkHistory(g, hs[0], revisions, len(acceptanceSteps()))
+	checkHistory(g, hs[1], others, len(acceptanceSteps()))
 	g.Expect(violations()).To(Equal(before), "no invariant was violated")
 	g.Expect(testutil.ToFloat64(reconcileErrors.WithLabelValues("WriteUnknown"))).To(BeNumerically(">", 0), "lost answers were handled as Unknown")
 	checkEvidence(g, ro, revisions)
+	checkEvidence(g, other, others)
 }
 
 // TestCrashAroundRollbacksLeavesOneRecordOfEach rejects canaries while the

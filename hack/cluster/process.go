@@ -236,6 +236,14 @@ func (ps *Processes) Log(name string) string { return filepath.Join(ps.dir, "log
 // Stop stops every process of the set and forgets them.
 func (ps *Processes) Stop() error { return StopDir(ps.dir) }
 
+// PID is the process id of the running process name, or 0.
+func (ps *Processes) PID(name string) int {
+	if p := ps.find(name); p != nil {
+		return p.PID
+	}
+	return 0
+}
+
 func (ps *Processes) find(name string) *proc {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

@@ -40,6 +40,7 @@ func main() {
 	dir := fs.String("dir", ".dev-cluster", "directory for the cluster's state, logs and kubeconfig")
 	binDir := fs.String("bin-dir", "", "directory holding etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (hack/tools.sh assets)")
 	nodes := fs.Int("nodes", 3, "number of fake kwok nodes")
+	qps := fs.Int("api-qps", 0, "client QPS of kube-controller-manager and kube-scheduler (burst twice that); 0 keeps their defaults")
 	admission := fs.String("admission", "127.0.0.1:9444", "address vigil-controller serves its admission webhook on (webhooks)")
 	manifests := fs.String("manifests", "config/webhook/manifests.yaml", "Vigil's webhook configurations (webhooks)")
 	_ = fs.Parse(os.Args[2:])
@@ -67,7 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dev-cluster up: --bin-dir is required (run `make dev-cluster`, which builds the binaries)")
 		os.Exit(2)
 	}
-	if _, err := cluster.Start(ctx, cluster.Options{Dir: *dir, BinDir: *binDir, Nodes: *nodes, Progress: os.Stdout}); err != nil {
+	if _, err := cluster.Start(ctx, cluster.Options{Dir: *dir, BinDir: *binDir, Nodes: *nodes, APIQPS: *qps, Progress: os.Stdout}); err != nil {
 		fmt.Fprintf(os.Stderr, "dev-cluster up: %v\n", err)
 		os.Exit(1)
 	}

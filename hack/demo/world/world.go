@@ -81,6 +81,9 @@ type Options struct {
 	// DieWithParent makes every process die with the program that
 	// started it (the end-to-end suite); the demo's outlive it.
 	DieWithParent bool
+	// ControllerArgs are more flags for vigil-controller (the benchmark's
+	// workers and client rate).
+	ControllerArgs []string
 }
 
 // World is a running set of servers and the app's repository.
@@ -239,14 +242,14 @@ scrape_configs:
 // is ready.
 func (w *World) StartController(ctx context.Context) error {
 	w.say("starting vigil-controller (metrics on %s, log in %s)", w.ControllerMetrics, w.Procs.Log("vigil-controller"))
-	if err := w.Procs.Start("vigil-controller", filepath.Join(w.o.Bin, "vigil-controller"), []string{
+	if err := w.Procs.Start("vigil-controller", filepath.Join(w.o.Bin, "vigil-controller"), append([]string{
 		"--metrics-bind-address=" + w.addr["metrics"],
 		"--health-probe-bind-address=" + w.addr["probe"],
 		"--push-webhook-bind-address=" + w.addr["webhook"],
 		"--admission-bind-address=" + w.addr["admission"],
 		"--admission-dns-names=localhost",
 		"--namespace=vigil-system",
-	}, []string{"KUBECONFIG=" + w.controllerKubeconfig}); err != nil {
+	}, w.o.ControllerArgs...), []string{"KUBECONFIG=" + w.controllerKubeconfig}); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, "http://"+w.addr["probe"]+"/readyz", 2*time.Minute); err != nil {
