@@ -204,10 +204,13 @@ func TestTheSREDecidesWithKubectlVigil(t *testing.T) {
 	out, err = vigil("approve", "web", "--as", "alice")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("that is kubectl vigil retry, not approve"))
+	seen := len(watched())
 	out, err = vigil("retry", "web", "--as", "alice", "--reason", "the fix is in the config")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(MatchRegexp(`Rollout web: (Progressing|Paused): Canary`))
-	g.Eventually(watched, 20*time.Second).Should(ContainSubstring("retried at step 0"))
+	// Retried at step 0, which waits for an approval: both decided on one
+	// observation and stored together, so the watch sees the wait.
+	g.Eventually(func() string { return watched()[seen:] }, 20*time.Second).Should(MatchRegexp(`Canary \S+ waits for approval of step 0`))
 
 	g.Eventually(func() (string, error) { return vigil("list") }, 20*time.Second, 200*time.Millisecond).Should(ContainSubstring("approve step 0 (0/1)"))
 	out, err = vigil("reject", "web", "--as", "alice", "--reason", "not today")

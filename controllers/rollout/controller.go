@@ -510,8 +510,16 @@ func unsupported(ro *vigilv1.Rollout, gatewayAPI, verifier bool) *stall {
 
 // observe fills the scope from the cluster. A returned hold (a stall)
 // means the Rollout cannot go on until someone fixes its input.
-func (r *Reconciler) observe(ctx context.Context, s *scope) (*hold, error) {
+func (r *Reconciler) observe(ctx context.Context, s *scope) (h *hold, err error) {
 	ro := s.rollout
+	key := client.ObjectKeyFromObject(ro)
+	if s.readLive = r.expect.mustObserveLive(key, ro.CreationTimestamp.Time); s.readLive {
+		defer func() {
+			if err == nil {
+				r.expect.observedLive(key)
+			}
+		}()
+	}
 	var sets appsv1.ReplicaSetList
 	mine := []client.ListOption{client.InNamespace(ro.Namespace), client.MatchingLabels{vigilv1.LabelRollout: ro.Name}}
 	if err := r.listFresh(ctx, s, "ReplicaSet", &sets, mine, mine); err != nil {

@@ -17,7 +17,9 @@ import (
 // whose outcome is Unknown (it may or may not have happened) makes the
 // object unknown, read live until a live read says what it is. A Rollout
 // this process has not read live yet (after a start, or a leader's
-// takeover) is read live once.
+// takeover) is read live once, and so are its objects when the Rollout
+// is older than the process: the cache's first list may be behind the
+// last writes of the process before.
 //
 // An expectation is forgotten once the cache shows it met, or after
 // expectationTimeout (the ReplicaSet controller's five minutes: by then
@@ -29,9 +31,14 @@ type expectations struct {
 	// objects holds the expectations of a Rollout's objects of one kind
 	// (what one list read shows), by name.
 	objects map[group]map[string]expectation
-	// seen holds the Rollouts read live since this process started.
-	seen map[types.NamespacedName]struct{}
-	now  func() time.Time
+	// seen holds the Rollouts read live since this process started, and
+	// observed those whose objects were all read live once.
+	seen, observed map[types.NamespacedName]struct{}
+	now            func() time.Time
+	// started is when this process began: a Rollout created before it
+	// (or about then: clocks differ) may have objects an earlier process
+	// wrote that the cache, listed at its start, does not show yet.
+	started time.Time
 	// writes counts writes, to sweep expired expectations now and then.
 	writes int
 }
@@ -57,7 +64,29 @@ type expectation struct {
 }
 
 func newExpectations(now func() time.Time) *expectations {
-	return &expectations{objects: map[group]map[string]expectation{}, seen: map[types.NamespacedName]struct{}{}, now: now}
+	return &expectations{objects: map[group]map[string]expectation{}, now: now, started: now(),
+		seen: map[types.NamespacedName]struct{}{}, observed: map[types.NamespacedName]struct{}{}}
+}
+
+// startSkew is how far a Rollout's creation time (the API server's
+// clock) may be after this process's start and still be from before it.
+const startSkew = time.Minute
+
+// mustObserveLive tells whether a Rollout's objects are to be read live
+// in this reconcile: it was created before this process started, and its
+// objects were not read live since.
+func (e *expectations) mustObserveLive(ro types.NamespacedName, created time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.observed[ro]
+	return !ok && created.Before(e.started.Add(startSkew))
+}
+
+// observedLive notes that a Rollout's objects were read live.
+func (e *expectations) observedLive(ro types.NamespacedName) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.observed[ro] = struct{}{}
 }
 
 // readLive notes that a Rollout was read live.
@@ -80,6 +109,7 @@ func (e *expectations) forget(ro types.NamespacedName) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.seen, ro)
+	delete(e.observed, ro)
 }
 
 // wrote notes what the controller knows of an object after writing (or

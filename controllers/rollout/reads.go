@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -157,16 +158,18 @@ func (rr rolloutReader) List(ctx context.Context, list client.ObjectList, opts .
 // cache, or from the API server when the cache is behind.
 func (r *Reconciler) getFresh(ctx context.Context, s *scope, kind, name string, obj client.Object) error {
 	at := types.NamespacedName{Namespace: s.rollout.Namespace, Name: name}
-	err := r.Get(ctx, at, obj)
-	if client.IgnoreNotFound(err) != nil {
-		return err
-	}
 	g := group{kind: kind, namespace: at.Namespace}
-	if !r.expect.behind(g, name, cached{err == nil, obj.GetResourceVersion()}) {
-		return err
+	if !s.readLive {
+		err := r.Get(ctx, at, obj)
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		if !r.expect.behind(g, name, cached{err == nil, obj.GetResourceVersion()}) {
+			return err
+		}
 	}
 	cacheBehind.WithLabelValues(kind).Inc()
-	err = r.APIReader.Get(ctx, at, obj)
+	err := r.APIReader.Get(ctx, at, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		r.expect.wrote(g, name, expectation{gone: true})
@@ -180,51 +183,73 @@ func (r *Reconciler) getFresh(ctx context.Context, s *scope, kind, name string, 
 // (fromCache), or from the API server (live) when the cache does not show
 // every one of them as this controller last wrote it.
 func (r *Reconciler) listFresh(ctx context.Context, s *scope, kind string, list client.ObjectList, fromCache, live []client.ListOption) error {
-	if err := r.List(ctx, list, fromCache...); err != nil {
+	g := group{kind, s.rollout.Namespace, s.rollout.Name}
+	if !s.readLive {
+		if err := r.List(ctx, list, fromCache...); err != nil {
+			return err
+		}
+		behind, err := r.listBehind(g, list)
+		if err != nil || !behind {
+			return err
+		}
+	}
+	cacheBehind.WithLabelValues(kind).Inc()
+	if err := r.APIReader.List(ctx, list, live...); err != nil {
 		return err
 	}
-	g := group{kind, s.rollout.Namespace, s.rollout.Name}
-	pending := r.expect.pending(g)
-	if len(pending) == 0 {
-		return nil
-	}
-	shown, err := versions(list)
+	shown, err := versions(list, func(o runtime.Object) bool {
+		a, ok := o.(*vigilv1.Approval) // listed live by namespace alone
+		return !ok || a.Spec.RolloutRef.Name == s.rollout.Name
+	})
 	if err != nil {
 		return err
+	}
+	// What the API server showed is what the cache must show from now
+	// on: the objects listed at least as new, the expected ones not
+	// listed gone. (After a start, the cache's first list may be older
+	// than what this live list shows of the process before.)
+	for _, name := range r.expect.pending(g) {
+		if _, ok := shown[name]; !ok {
+			r.expect.wrote(g, name, expectation{gone: true})
+		}
+	}
+	for name, rv := range shown {
+		r.expect.wrote(g, name, expectation{resourceVersion: rv})
+	}
+	return nil
+}
+
+// listBehind tells whether a list from the cache fails to show one of
+// the group's objects as the controller last wrote it.
+func (r *Reconciler) listBehind(g group, list client.ObjectList) (bool, error) {
+	pending := r.expect.pending(g)
+	if len(pending) == 0 {
+		return false, nil
+	}
+	shown, err := versions(list, func(runtime.Object) bool { return true })
+	if err != nil {
+		return false, err
 	}
 	behind := false
 	for _, name := range pending {
 		rv, ok := shown[name]
 		behind = r.expect.behind(g, name, cached{ok, rv}) || behind
 	}
-	if !behind {
-		return nil
-	}
-	cacheBehind.WithLabelValues(kind).Inc()
-	if err := r.APIReader.List(ctx, list, live...); err != nil {
-		return err
-	}
-	if shown, err = versions(list); err != nil {
-		return err
-	}
-	for _, name := range r.expect.pending(g) {
-		x := expectation{gone: true}
-		if rv, ok := shown[name]; ok {
-			x = expectation{resourceVersion: rv}
-		}
-		r.expect.wrote(g, name, x)
-	}
-	return nil
+	return behind, nil
 }
 
-// versions maps the names of a list's items to their resourceVersions.
-func versions(list client.ObjectList) (map[string]string, error) {
+// versions maps the names of a list's items that keep says are of the
+// group to their resourceVersions.
+func versions(list client.ObjectList, keep func(runtime.Object) bool) (map[string]string, error) {
 	items, err := meta.ExtractList(list)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(items))
 	for _, item := range items {
+		if !keep(item) {
+			continue
+		}
 		o, err := meta.Accessor(item)
 		if err != nil {
 			return nil, err

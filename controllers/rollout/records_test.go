@@ -144,7 +144,7 @@ func checkEvidence(g Gomega, ro *vigilv1.Rollout, revisions []string) {
 			got := entries(recs[i])
 			for _, once := range []string{"Observed", "Promotion Started", "Promotion Completed"} {
 				n := len(slices.DeleteFunc(slices.Clone(got), func(e string) bool { return e != once }))
-				g.Expect(n).To(Equal(1), "revision %s has one %s entry: %v", rev, once, got)
+				g.Expect(n).To(Equal(1), "revision %s has one %s entry: %v\nrecords: %s", rev, once, got, describeRecords(recs))
 			}
 			seen := map[string]bool{}
 			for _, e := range recs[i].Spec.Entries {
@@ -183,4 +183,16 @@ func TestRecordsBeyondTheLimitArePrunedAndTheRestStillVerifies(t *testing.T) {
 		// Without the checkpoint, what was pruned shows as missing.
 		g.Expect(proof.Verify(ns, ro.Name, cur.Status.Evidence, nil, recs).Broken).NotTo(BeNil())
 	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+}
+
+// describeRecords is one line per record: its name, revision and entries.
+func describeRecords(recs []vigilv1.ReleaseRecord) string {
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "\n  %s %s:", r.Name, r.Spec.Revision)
+		for _, e := range r.Spec.Entries {
+			fmt.Fprintf(&b, " %d:%s %s %s", e.Seq, e.Type, e.State, e.Time.Format("15:04:05.000"))
+		}
+	}
+	return b.String()
 }

@@ -51,6 +51,10 @@ type scope struct {
 	// checkpointMoved: prune moved status.evidenceCheckpoint, which the
 	// status must hold before any record behind it is deleted.
 	checkpointMoved bool
+	// readLive: every object of the Rollout is read from the API server,
+	// not the cache (the first reconcile of a Rollout older than the
+	// process; see expectations).
+	readLive bool
 	// gateway is set when traffic is routed by an HTTPRoute.
 	gateway *gatewayTraffic
 
