@@ -19,7 +19,9 @@ import (
 
 // Reads. A reconcile reads from the manager's cache, and reads a kind from
 // the API server only when the cache is behind what this controller wrote
-// (see expectations); each such read counts in vigil_cache_behind_total.
+// (see expectations); each such read counts in
+// vigil_rollout_cache_behind_total, once the reconcile's status is stored
+// (the Rollout's own live read at once: it comes before the reconcile).
 
 // expectingClient is the controller's client: its writes are noted in
 // the expectations (the resourceVersion a write answered with, gone after
@@ -168,7 +170,7 @@ func (r *Reconciler) getFresh(ctx context.Context, s *scope, kind, name string, 
 			return err
 		}
 	}
-	cacheBehind.WithLabelValues(kind).Inc()
+	s.metric(cacheBehind.WithLabelValues(kind).Inc)
 	err := r.APIReader.Get(ctx, at, obj)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -193,7 +195,7 @@ func (r *Reconciler) listFresh(ctx context.Context, s *scope, kind string, list 
 			return err
 		}
 	}
-	cacheBehind.WithLabelValues(kind).Inc()
+	s.metric(cacheBehind.WithLabelValues(kind).Inc)
 	if err := r.APIReader.List(ctx, list, live...); err != nil {
 		return err
 	}
