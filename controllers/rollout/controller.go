@@ -2,13 +2,15 @@
 // revision of a Rollout's pod template and moves a new revision to
 // production in canary steps.
 //
-// Each reconcile observes the world, lets the pure decide function move the
-// status forward, and then makes the world match the status with writes
-// that are safe to replay: deterministic names, resourceVersion
-// preconditions, and traffic moved before pods. A decision is patched
-// before anything acts on it, so a crash or a write that times out (an
-// Unknown outcome) at any instant never repeats or skips a step: the next
-// reconcile re-reads everything and carries on from the recorded decision.
+// Each reconcile observes the world (from the cache, never behind the
+// controller's own writes: expect.go), lets the pure decide function move
+// the status forward, and then makes the world match the status with
+// writes that are safe to replay: deterministic names, values written
+// absolutely or under a precondition, and traffic moved before pods. A
+// decision is patched before anything acts on it, and then acted on in the
+// same reconcile, so a crash or a write that times out (an Unknown
+// outcome) at any instant never repeats or skips a step: the next
+// reconcile reads again and carries on from the recorded decision.
 package rollout
 
 import (

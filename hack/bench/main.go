@@ -37,13 +37,7 @@ import (
 func main() {
 	o := world.Options{Namespace: "bench-world", Out: os.Stdout, DieWithParent: true}
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	fs.StringVar(&o.Dir, "dir", ".bench", "directory for state, logs and Prometheus data")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", ".bench/cluster/kubeconfig", "the local control plane's kubeconfig")
-	fs.StringVar(&o.Bin, "bin", ".bench/bin", "directory holding vigil-controller, kubectl-vigil and demo")
-	fs.StringVar(&o.Prometheus, "prometheus", "", "the prometheus binary")
-	fs.StringVar(&o.CRDs, "crds", "config/crd/bases", "Vigil's CRDs")
-	fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's role")
-	fs.StringVar(&o.Webhooks, "webhooks", "config/webhook/manifests.yaml", "Vigil's webhook configurations")
+	o.Flags(fs, ".bench")
 	args := fs.String("controller-args", "", "more vigil-controller flags, space-separated")
 	b := bench{}
 	fs.IntVar(&b.aborts, "aborts", 30, "aborts to time")

@@ -30,13 +30,7 @@ func main() {
 	case "up":
 		var o world.Options
 		var assets string
-		fs.StringVar(&o.Dir, "dir", ".demo", "directory for the demo's state, logs, repositories and data")
-		fs.StringVar(&o.Kubeconfig, "kubeconfig", ".dev-cluster/kubeconfig", "the local cluster's kubeconfig")
-		fs.StringVar(&o.Bin, "bin", ".demo/bin", "directory holding vigil-controller and demo")
-		fs.StringVar(&o.Prometheus, "prometheus", "", "the prometheus binary")
-		fs.StringVar(&o.CRDs, "crds", "config/crd/bases", "directory of Vigil's CRDs")
-		fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's ClusterRole and Role")
-		fs.StringVar(&o.Webhooks, "webhooks", "config/webhook/manifests.yaml", "Vigil's webhook configurations")
+		o.Flags(fs, ".demo")
 		fs.StringVar(&assets, "assets", "", "directory holding kubectl (hack/tools.sh assets)")
 		_ = fs.Parse(os.Args[2:])
 		o.Out = os.Stdout

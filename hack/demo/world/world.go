@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -84,6 +85,18 @@ type Options struct {
 	// ControllerArgs are more flags for vigil-controller (the benchmark's
 	// workers and client rate).
 	ControllerArgs []string
+}
+
+// Flags registers the options a program that brings up a world takes,
+// with its state kept under dir by default.
+func (o *Options) Flags(fs *flag.FlagSet, dir string) {
+	fs.StringVar(&o.Dir, "dir", dir, "directory for the state, logs, repositories and Prometheus data")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", ".dev-cluster/kubeconfig", "the local cluster's kubeconfig")
+	fs.StringVar(&o.Bin, "bin", filepath.Join(dir, "bin"), "directory holding vigil-controller, kubectl-vigil and demo")
+	fs.StringVar(&o.Prometheus, "prometheus", "", "the prometheus binary")
+	fs.StringVar(&o.CRDs, "crds", "config/crd/bases", "directory of Vigil's CRDs")
+	fs.StringVar(&o.Role, "role", "config/rbac/role.yaml", "the controller's ClusterRole and Role")
+	fs.StringVar(&o.Webhooks, "webhooks", "config/webhook/manifests.yaml", "Vigil's webhook configurations")
 }
 
 // World is a running set of servers and the app's repository.
