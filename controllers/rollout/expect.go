@@ -69,8 +69,9 @@ func newExpectations(now func() time.Time) *expectations {
 }
 
 // startSkew is how far a Rollout's creation time (the API server's
-// clock) may be after this process's start and still be from before it.
-const startSkew = time.Minute
+// clock) may be after this process's start and still be from before it:
+// the clocks of one cluster differ by far less.
+const startSkew = 10 * time.Second
 
 // mustObserveLive tells whether a Rollout's objects are to be read live
 // in this reconcile: it was created before this process started, and its
