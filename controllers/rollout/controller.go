@@ -481,7 +481,7 @@ func (r *Reconciler) observeServices(ctx context.Context, s *scope) error {
 		svc  **corev1.Service
 	}{{tr.GatewayAPI.StableService, &g.stableService}, {tr.GatewayAPI.CanaryService, &g.canaryService}} {
 		svc := &corev1.Service{}
-		err := r.getFresh(ctx, s, "Service", o.name, svc)
+		err := r.getFresh(ctx, s, o.name, svc)
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
@@ -622,7 +622,7 @@ func (r *Reconciler) observeGateway(ctx context.Context, s *scope, g *vigilv1.Ga
 		kind, name string
 		obj        client.Object
 	}{{"HTTPRoute", g.HTTPRoute, gt.route}, {"Service", g.StableService, gt.stableService}, {"Service", g.CanaryService, gt.canaryService}} {
-		if err := r.getFresh(ctx, s, o.kind, o.name, o.obj); err != nil {
+		if err := r.getFresh(ctx, s, o.name, o.obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				return &stall{vigilv1.ReasonTrafficNotReady, fmt.Sprintf("%s %s does not exist; Vigil waits for it", o.kind, o.name)}, nil
 			}

@@ -156,13 +156,19 @@ func (rr rolloutReader) List(ctx context.Context, list client.ObjectList, opts .
 	return rr.r.List(ctx, list, opts...)
 }
 
-// getFresh reads one object of the Rollout's namespace by name from the
-// cache, or from the API server when the cache is behind.
-func (r *Reconciler) getFresh(ctx context.Context, s *scope, kind, name string, obj client.Object) error {
+// getFresh reads one object of the Rollout's namespace by name (a
+// Service or an HTTPRoute, which Rollouts share) from the cache, or from
+// the API server when the cache is behind.
+func (r *Reconciler) getFresh(ctx context.Context, s *scope, name string, obj client.Object) error {
 	at := types.NamespacedName{Namespace: s.rollout.Namespace, Name: name}
-	g := group{kind: kind, namespace: at.Namespace}
+	gvk, err := r.GroupVersionKindFor(obj)
+	if err != nil {
+		return err
+	}
+	kind := gvk.Kind
+	g := group{kind: kind, namespace: at.Namespace} // as expectingClient.groupOf names it
 	if !s.readLive {
-		err := r.Get(ctx, at, obj)
+		err = r.Get(ctx, at, obj)
 		if client.IgnoreNotFound(err) != nil {
 			return err
 		}
@@ -171,7 +177,7 @@ func (r *Reconciler) getFresh(ctx context.Context, s *scope, kind, name string, 
 		}
 	}
 	s.metric(cacheBehind.WithLabelValues(kind).Inc)
-	err := r.APIReader.Get(ctx, at, obj)
+	err = r.APIReader.Get(ctx, at, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		r.expect.wrote(g, name, expectation{gone: true})
